@@ -1,0 +1,61 @@
+"""``compress bundle ARTIFACT --out DIR`` and ``compress bundle verify BUNDLE``."""
+from __future__ import annotations
+
+import click
+
+from compressor.cli.options import artifact_argument, emit, json_option
+
+
+class DefaultCommandGroup(click.Group):
+    """A group that runs its ``create`` command when the first word is not a subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["create", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultCommandGroup, invoke_without_command=False)
+def bundle() -> None:
+    """Write a deployment bundle (compress bundle ARTIFACT --out DIR) or check one (compress bundle verify BUNDLE)."""
+
+
+@bundle.command("create")
+@artifact_argument()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--name", default=None, help="Bundle name (default: <artifact>-<target>).")
+@click.option("--profile-json", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Include this 'compress profile --json' result instead of profiling now.")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Minimum seconds of the profile taken for the bundle.")
+@json_option
+def create(artifact, out_dir, name, profile_json, duration_s, as_json) -> None:
+    """Bundle ARTIFACT: model files, golden inputs/outputs, profile, manifest and a standalone run.py."""
+    import json
+
+    from targets.base import Artifact
+    from targets.bundle import create_bundle
+    from targets.files import ensure_writable_dir
+    from targets.profile import ProfileOptions
+
+    loaded = Artifact.load(artifact)
+    folder = ensure_writable_dir(out_dir)
+    profile = json.loads(open(profile_json).read()) if profile_json else None
+    result = create_bundle(loaded, folder, name=name, profile=profile,
+                           profile_options=ProfileOptions(min_iterations=20, min_duration_s=duration_s))
+    emit({"folder": str(result.folder), "archive": str(result.archive)}, as_json,
+         f"bundle {result.folder}\narchive {result.archive}\nnext:   compress bundle verify {result.archive}")
+
+
+@bundle.command("verify")
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path())
+@click.option("--no-selftest", is_flag=True, help="Check checksums only.")
+@json_option
+def verify(bundle_path, no_selftest, as_json) -> None:
+    """Check every checksum of BUNDLE (folder or .tar.gz), refuse unsafe archives, run its self-test."""
+    from targets.bundle import verify_bundle
+
+    report = verify_bundle(bundle_path, run_selftest=not no_selftest)
+    selftest = report.get("selftest")
+    emit(report, as_json, f"ok: {report['files']} files match their checksums"
+         + (f"; self-test passed (max abs {selftest['max_abs']})" if selftest else ""))

@@ -1,0 +1,31 @@
+"""``compress list``: what models, targets and recipes exist."""
+from __future__ import annotations
+
+import click
+
+from compressor.cli.options import emit, json_option
+
+KINDS = ("models", "targets")
+
+
+@click.command("list")
+@click.argument("kind", required=False, type=click.Choice(KINDS))
+@json_option
+def list_cmd(kind: str | None, as_json: bool) -> None:
+    """List registered models and build targets (with their precisions)."""
+    data: dict[str, object] = {}
+    if kind in (None, "targets"):
+        from targets.table import TARGETS
+
+        data["targets"] = [{"name": t.name, "precisions": list(t.precisions), "suffix": t.suffix,
+                            "available": t.available, "description": t.description} for t in TARGETS.values()]
+    if kind in (None, "models"):
+        from models import list_models
+
+        data["models"] = list_models()
+    lines = []
+    for t in data.get("targets", []):
+        state = "" if t["available"] else "  (not installed)"
+        lines.append(f"target  {t['name']:<12} {','.join(t['precisions']):<12} {t['description']}{state}")
+    lines += [f"model   {m}" for m in data.get("models", [])]
+    emit(data, as_json, "\n".join(lines))

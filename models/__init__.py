@@ -1,0 +1,5 @@
+"""Teachers and students. Importing this package registers every built-in model."""
+from models._registry import MODELS, create_model, list_models, register_model
+from models import tiny  # noqa: F401  (registers the built-in example models)
+
+__all__ = ["MODELS", "create_model", "list_models", "register_model"]

@@ -1,0 +1,127 @@
+"""MODEL_SPEC resolution: ``path/to/file.py:factory``, ``package.module:factory`` or a registered name."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from compressor.errors import CompressError, InputSpecError, ModelSpecError
+
+
+@dataclass
+class LoadedModel:
+    """A resolved model with what it declares about its inputs (may be empty)."""
+
+    model: Any  # torch.nn.Module
+    example_inputs: dict[str, Any] | None = None
+    input_specs: list[str] | None = None
+    output_names: list[str] | None = None
+    preprocessing: str = ""
+
+
+def load_model_spec(spec: str, **kwargs: Any) -> LoadedModel:
+    """Resolve a MODEL_SPEC to a model; the factory may return ``model`` or ``(model, example_inputs)``.
+
+    >>> load_model_spec("tiny_convnet").model
+    >>> load_model_spec("my_models.py:build")
+    """
+    factory = _resolve_factory(spec)
+    try:
+        result = factory(**kwargs)
+    except CompressError:
+        raise
+    except Exception as exc:  # a user factory can raise anything
+        raise ModelSpecError(f"factory of '{spec}' raised {type(exc).__name__}: {exc}") from None
+    model, examples = (result if isinstance(result, tuple) and len(result) == 2 else (result, None))
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise ModelSpecError(f"'{spec}' returned {type(model).__name__}, not a torch.nn.Module")
+    return LoadedModel(model=model, example_inputs=_name_examples(model, examples, spec),
+                       input_specs=list(getattr(model, "input_specs", []) or []) or None,
+                       output_names=list(getattr(model, "output_names", []) or []) or None,
+                       preprocessing=str(getattr(model, "preprocessing", "") or ""))
+
+
+def _resolve_factory(spec: str):
+    target, sep, attr = spec.rpartition(":")
+    if not sep:
+        from models import MODELS
+
+        return MODELS.get(spec)
+    if not target or not attr:
+        raise ModelSpecError(f"MODEL_SPEC '{spec}' must be file.py:factory, package.module:factory or a model name")
+    module = _load_file(target) if target.endswith(".py") or "/" in target else _import_module(target)
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ModelSpecError(f"'{target}' has no callable '{attr}'")
+    return factory
+
+
+def _load_file(path_text: str):
+    path = Path(path_text)
+    if not path.is_file():
+        raise ModelSpecError(f"model file {path} does not exist")
+    name = f"_compress_user_{path.stem}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # user code
+        raise ModelSpecError(f"importing {path} raised {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _import_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ModelSpecError(f"cannot import module '{name}': {exc}") from None
+
+
+def _name_examples(model, examples, spec: str) -> dict[str, Any] | None:
+    """Turn example inputs (tensor, tuple or dict) into ``{forward_arg_name: tensor}``."""
+    if examples is None:
+        return None
+    if isinstance(examples, Mapping):
+        return dict(examples)
+    examples = examples if isinstance(examples, (tuple, list)) else (examples,)
+    params = [p.name for p in inspect.signature(model.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(params) < len(examples):
+        raise ModelSpecError(f"'{spec}' gave {len(examples)} example inputs but forward takes {len(params)}")
+    return dict(zip(params, examples))
+
+
+def resolve_input_specs(loaded: LoadedModel, declared: Sequence[str]):
+    """Input specs: declared on the command line, else the model's own, else from example inputs.
+
+    Symbolic dims without an example size take it from the example inputs when given.
+    """
+    from targets.tensor_spec import TensorSpec, parse_specs
+
+    if declared:
+        specs = parse_specs(list(declared))
+    elif loaded.input_specs:
+        specs = parse_specs(loaded.input_specs)
+    elif loaded.example_inputs:
+        specs = [TensorSpec(n, ("N", *t.shape[1:]), str(t.dtype).replace("torch.", ""))
+                 for n, t in loaded.example_inputs.items()]
+    else:
+        raise InputSpecError("the model declares no inputs: pass --input NAME:SHAPE[:DTYPE] (e.g. image:Nx3x64x64)")
+    return [_fill_examples(s, loaded.example_inputs or {}) for s in specs]
+
+
+def _fill_examples(spec, examples: Mapping[str, Any]):
+    from targets.tensor_spec import TensorSpec
+
+    tensor = examples.get(spec.name)
+    if tensor is None or len(tensor.shape) != len(spec.shape):
+        return spec
+    filled = {d: int(n) for d, n in zip(spec.shape, tensor.shape) if isinstance(d, str)}
+    return TensorSpec(spec.name, spec.shape, spec.dtype, spec.low, spec.high, {**filled, **spec.examples})

@@ -1,0 +1,54 @@
+"""The static format table: target -> file suffix, precisions, packages. Answers without importing runtimes."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+from compressor.errors import MissingDependencyError, unknown_name
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """One row of the format table; ``module:cls`` is imported only when the target is used."""
+
+    name: str
+    suffix: str
+    precisions: tuple[str, ...]
+    packages: tuple[str, ...]
+    entry: str
+    description: str
+
+    @property
+    def available(self) -> bool:
+        """True when every required package is importable."""
+        return all(importlib.util.find_spec(p) is not None for p in self.packages)
+
+
+TARGETS: dict[str, TargetInfo] = {
+    info.name: info
+    for info in (
+        TargetInfo("onnxruntime", ".onnx", ("fp32",), ("onnxruntime",), "targets.onnxruntime:OnnxRuntimeTarget",
+                   "ONNX Runtime: CPU provider; CUDA and TensorRT execution providers when present"),
+        TargetInfo("openvino", ".xml", ("fp32", "fp16"), ("openvino",), "targets.openvino:OpenVinoTarget",
+                   "OpenVINO IR on CPU: fp32 computed in f32, fp16 as a compressed IR"),
+    )
+}
+
+
+def target_info(name: str) -> TargetInfo:
+    """The table row for ``name``; unknown names get "did you mean"."""
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise unknown_name("target", name, TARGETS) from None
+
+
+def load_target(name: str):
+    """Instantiate the Target for ``name``, raising MissingDependencyError if its runtime is absent."""
+    info = target_info(name)
+    missing = [p for p in info.packages if importlib.util.find_spec(p) is None]
+    if missing:
+        raise MissingDependencyError(f"target '{name}' needs {', '.join(missing)}: pip install {' '.join(missing)}")
+    module_name, cls_name = info.entry.split(":")
+    return getattr(importlib.import_module(module_name), cls_name)()
