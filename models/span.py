@@ -74,6 +74,8 @@ class SPAN(nn.Module):
                                        nn.PixelShuffle(upscale))
         self.input_specs = [f"image:Nx{in_channels}xH=64xW=64:float32:0..1"]
         self.output_names = ["sr"]
+        self.preprocessing = (f"RGB in [0,1], NCHW; mean subtraction and x255 are inside the graph; output is the "
+                              f"x{upscale} image, not clamped (clamp to [0,1] and round to 8 bits)")
 
     def blocks(self) -> list[SPAB]:
         """The six SPABs in order."""
@@ -161,11 +163,14 @@ def dsclora_tiny(*, weights: str | Path | None = None, upscale: int = 4, block_r
     >>> sum(p.numel() for p in merge_conv_lora(student).parameters())
     130828
     """
-    has_lora = weights is not None and any("lora_" in k for k in read_state_dict(weights))
-    model = span_tiny(weights=None if has_lora else weights, fused=True, upscale=upscale)
+    state = read_state_dict(weights) if weights is not None else None
+    has_lora = state is not None and any("lora_" in key for key in state)
+    model = SPAN(feature_channels=26, upscale=upscale, fused=True)
+    if state is not None and not has_lora:
+        load_weights(model, weights, name="dsclora_tiny", state=state)
     apply_conv_lora(model, rank=block_rank, alpha=block_alpha, target=DSCLORA_BLOCK_TARGET)
     apply_conv_lora(model, rank=head_rank, alpha=head_alpha, target=DSCLORA_HEAD_TARGETS)
     mark_only_lora_trainable(model)
     if has_lora:
-        load_weights(model, weights, name="dsclora_tiny")
+        load_weights(model, weights, name="dsclora_tiny", state=state)
     return model

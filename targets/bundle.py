@@ -20,13 +20,13 @@ import compressor
 from compressor.errors import BundleError
 from targets.base import Artifact
 from targets.compare import Tolerance
-from targets.files import atomic_dir, atomic_path, sha256_file, write_json
+from targets.files import atomic_dir, atomic_path, ensure_writable_dir, sha256_file, write_json
 from targets.inputs import random_feed
 from targets.profile import ProfileOptions, profile_runner
-from targets.table import load_target
+from targets.table import open_runner
 
 FORMAT = "edge-compress-bundle/1"
-RUNTIME_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
+RUNTIME_PACKAGES = {"onnxruntime": "onnxruntime", "onnx": "onnxruntime", "openvino": "openvino"}
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,9 @@ def create_bundle(artifact: Artifact, out_dir: str | Path, *, name: str | None =
     (measured now unless ``profile`` is given), ``run.py`` and ``manifest.json`` with every file's sha256.
     """
     name = name or f"{artifact.path.stem}-{artifact.target}"
-    out_dir = Path(out_dir)
+    out_dir = ensure_writable_dir(out_dir)
     folder, archive = out_dir / name, out_dir / f"{name}.tar.gz"
-    runner = load_target(artifact.target).load_runner(artifact)
+    runner = open_runner(artifact)
     with runner:
         golden_in = random_feed(artifact.inputs, batch=1, rng=np.random.default_rng(seed))
         golden_out = runner.infer(golden_in)

@@ -6,7 +6,7 @@ import io
 import logging
 import platform
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,7 +15,7 @@ import onnx
 import torch
 
 import compressor
-from compressor.errors import ExportError
+from compressor.errors import CompressError, ExportError
 from targets.base import Artifact
 from targets.compare import Tolerance, compare_outputs
 from targets.files import atomic_path
@@ -38,7 +38,7 @@ class ExportOptions:
     exporter: str = "dynamo"
     verify_batches: tuple[int, ...] = (1, 2, 3)
     tolerance: Tolerance = field(default_factory=lambda: Tolerance(1e-4, 1e-3))
-    preprocessing: str = ""
+    preprocessing: str | None = None  # default: the model's ``preprocessing`` attribute
     source: str | None = None
 
 
@@ -64,7 +64,8 @@ def export_onnx(model: torch.nn.Module, inputs: Sequence[TensorSpec], output_nam
             problems.append(f"{exporter}: {exc}")
             log.info("export with %s failed: %s", exporter, exc)
             continue
-        return _save(proto, inputs, out_path, exporter, options)
+        notes = options.preprocessing if options.preprocessing is not None else getattr(model, "preprocessing", "")
+        return _save(proto, inputs, out_path, exporter, replace(options, preprocessing=str(notes)))
     raise ExportError("export failed; " + " | ".join(problems))
 
 
@@ -130,7 +131,10 @@ def _verify(model, proto: onnx.ModelProto, inputs, output_names, options: Export
             got = dict(zip(output_names, session.run(None, feed)))
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ExportError(f"ONNX Runtime fails at batch {batch}: {str(exc).splitlines()[0]}") from None
-        report = compare_outputs([(ref, got)], options.tolerance)
+        try:
+            report = compare_outputs([(ref, got)], options.tolerance)
+        except CompressError as exc:
+            raise ExportError(f"ONNX output differs from PyTorch at batch {batch}: {exc}") from None
         if not report.passed:
             raise ExportError(f"ONNX output differs from PyTorch at batch {batch} (max abs {report.max_abs:.3g})")
 

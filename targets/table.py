@@ -52,3 +52,12 @@ def load_target(name: str):
         raise MissingDependencyError(f"target '{name}' needs {', '.join(missing)}: pip install {' '.join(missing)}")
     module_name, cls_name = info.entry.split(":")
     return getattr(importlib.import_module(module_name), cls_name)()
+
+
+# Artifacts whose format is run by another target's runtime (the exported ONNX runs on ONNX Runtime).
+RUNS_ON = {"onnx": "onnxruntime"}
+
+
+def open_runner(artifact, *, threads: int | None = None):
+    """A (not yet active) runner for any artifact, dispatched through the table."""
+    return load_target(RUNS_ON.get(artifact.target, artifact.target)).load_runner(artifact, threads=threads)

@@ -57,7 +57,7 @@ def compare(reference, artifact, inputs_file, count, batch_text, atol, rtol, see
     from targets.base import Artifact
     from targets.compare import Tolerance, compare_runners
     from targets.inputs import load_npz_feeds, random_feeds
-    from targets.table import load_target
+    from targets.table import open_runner
 
     candidate = Artifact.load(artifact)
     tolerance = Tolerance.for_precision(candidate.precision, atol, rtol)
@@ -68,7 +68,7 @@ def compare(reference, artifact, inputs_file, count, batch_text, atol, rtol, see
     else:
         feeds = random_feeds(candidate.inputs, count=count, batches=batches, seed=seed)
     with reference_runner(reference, candidate, parse_model_args(model_args)) as ref, \
-            load_target(candidate.target).load_runner(candidate) as run:
+            open_runner(candidate) as run:
         report = compare_runners(ref, run, feeds, tolerance)
     lines = [f"{'PASS' if report.passed else 'FAIL'} {candidate.target} {candidate.precision} vs {reference} "
              f"on {report.feeds} input(s), atol {tolerance.atol:g} rtol {tolerance.rtol:g}"]

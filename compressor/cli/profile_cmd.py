@@ -23,12 +23,12 @@ def profile(artifact, batch, threads, warmup_s, iterations, duration_s, save, as
     from targets.base import Artifact
     from targets.files import write_json
     from targets.profile import ProfileOptions, profile_runner
-    from targets.table import load_target
+    from targets.table import open_runner
 
     loaded = Artifact.load(artifact)
     options = ProfileOptions(batch=batch, threads=threads, warmup_s=warmup_s, min_iterations=iterations,
                              min_duration_s=duration_s)
-    with load_target(loaded.target).load_runner(loaded, threads=threads) as runner:
+    with open_runner(loaded, threads=threads) as runner:
         result = profile_runner(runner, options)
     result = {"artifact": str(loaded.path), "target": loaded.target, "precision": loaded.precision, **result}
     if save:

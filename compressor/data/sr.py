@@ -61,6 +61,8 @@ def to_chw_float(image: np.ndarray) -> Tensor:
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     image = np.ascontiguousarray(image[:, :, :3])
+    if not image.flags.writeable:  # PIL hands out read-only buffers
+        image = image.copy()
     return torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
 
 

@@ -1,0 +1,59 @@
+"""Shared fixtures: each built-in model kind exported once per session; an in-process CLI runner."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+MODEL_KINDS = ("tiny_convnet", "tiny_pair_transformer", "tiny_token_bilstm")
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@dataclasses.dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``compress ARGS...`` in-process; returns exit code, stdout and stderr."""
+    from compressor.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # commands that exit non-zero on purpose (compare failing)
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """``{model_name: Artifact}`` of the ONNX export of each built-in model kind."""
+    from models.spec import load_model_spec, resolve_input_specs
+    from targets.onnx import ExportOptions, export_onnx
+
+    folder = tmp_path_factory.mktemp("exported")
+    artifacts = {}
+    for name in MODEL_KINDS:
+        loaded = load_model_spec(name)
+        artifacts[name] = export_onnx(loaded.model, resolve_input_specs(loaded, []), loaded.output_names,
+                                      folder / f"{name}.onnx", ExportOptions(source=name))
+    return artifacts
+
+
+def assert_one_line_error(result: CliResult, *needles: str) -> None:
+    """Bad input: exit 2, one line on stderr naming the problem, no traceback."""
+    assert result.code == 2, (result.code, result.out, result.err)
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert "Traceback" not in result.err
+    for needle in needles:
+        assert needle in lines[0], lines[0]

@@ -1,0 +1,23 @@
+import pytest
+
+from targets.table import load_target
+from tests.target_contract import TargetContract, built  # noqa: F401  (fixture)
+
+
+class TestOpenVinoFP32(TargetContract):
+    target, precision, package = "openvino", "fp32", "openvino"
+
+    def test_compiled_in_f32_not_the_cpu_default(self, built):
+        with load_target("openvino").load_runner(built["tiny_convnet"]) as runner:
+            hint = runner.backend.compiled.get_property("INFERENCE_PRECISION_HINT")
+        assert hint.to_string() == "f32"
+
+
+class TestOpenVinoFP16(TargetContract):
+    target, precision, package = "openvino", "fp16", "openvino"
+
+    def test_weights_are_compressed(self, built, exported):
+        fp16_bin = built["tiny_pair_transformer"].folder / built["tiny_pair_transformer"].files[1]
+        assert built["tiny_pair_transformer"].metadata["weights"] == "fp16"
+        onnx_size = exported["tiny_pair_transformer"].path.stat().st_size
+        assert fp16_bin.stat().st_size < 0.7 * onnx_size
