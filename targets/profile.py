@@ -24,8 +24,8 @@ class ProfileOptions:
     seed: int = 0
 
 
-def profile_runner(runner: Runner, options: ProfileOptions = ProfileOptions()) -> dict:
-    """Profile an active runner on random inputs bound once outside the timed loop.
+def profile_runner(runner: Runner, options: ProfileOptions = ProfileOptions(), *, feed=None) -> dict:
+    """Profile an active runner on ``feed`` (default: random inputs), bound once outside the timed loop.
 
     Returns ``{"latency_ms": {min, median, mean, p90, p95, p99, max, std}, "throughput_fps", "cov",
     "iterations", "protocol", "warnings"}``.
@@ -33,10 +33,12 @@ def profile_runner(runner: Runner, options: ProfileOptions = ProfileOptions()) -
     >>> with load_target("openvino").load_runner(Artifact.load("m.xml")) as runner:
     ...     profile_runner(runner, ProfileOptions(batch=2))["latency_ms"]["median"]
     """
-    fixed = {s.shape[0] for s in runner.input_specs if isinstance(s.shape[0], int)}
-    if fixed and fixed != {options.batch}:
-        raise InputSpecError(f"{runner.name} has a fixed batch of {fixed.pop()}; it cannot be profiled at batch {options.batch}")
-    feed = random_feed(runner.input_specs, batch=options.batch, rng=np.random.default_rng(options.seed))
+    if feed is None:
+        fixed = {s.shape[0] for s in runner.input_specs if isinstance(s.shape[0], int)}
+        if fixed and fixed != {options.batch}:
+            raise InputSpecError(f"{runner.name} has a fixed batch of {fixed.pop()}; "
+                                 f"it cannot be profiled at batch {options.batch}")
+        feed = random_feed(runner.input_specs, batch=options.batch, rng=np.random.default_rng(options.seed))
     return measure_call(runner.bind(feed), batch=options.batch, threads=options.threads, runtime=runner.name,
                         runtime_version=getattr(runner, "runtime_version", ""), warmup_s=options.warmup_s,
                         min_iterations=options.min_iterations, min_duration_s=options.min_duration_s,

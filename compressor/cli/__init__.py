@@ -10,6 +10,7 @@ import click
 from compressor.errors import CompressError
 
 COMMANDS = {
+    "run": ("compressor.cli.run_cmd", "run", "Run a recipe: distil, export, build, verify, profile, report, bundle."),
     "list": ("compressor.cli.list_cmd", "list_cmd", "List models, targets and recipes."),
     "export": ("compressor.cli.export_cmd", "export", "Export a PyTorch model to a verified ONNX file."),
     "build": ("compressor.cli.build_cmd", "build", "Build an engine for a target from an ONNX file."),

@@ -5,20 +5,24 @@ import click
 
 from compressor.cli.options import emit, json_option
 
-KINDS = ("models", "targets")
+KINDS = ("models", "targets", "recipes")
 
 
 @click.command("list")
 @click.argument("kind", required=False, type=click.Choice(KINDS))
 @json_option
 def list_cmd(kind: str | None, as_json: bool) -> None:
-    """List registered models and build targets (with their precisions)."""
+    """List build targets (with their precisions), built-in recipes and registered models."""
     data: dict[str, object] = {}
     if kind in (None, "targets"):
         from targets.table import TARGETS
 
         data["targets"] = [{"name": t.name, "precisions": list(t.precisions), "suffix": t.suffix,
                             "available": t.available, "description": t.description} for t in TARGETS.values()]
+    if kind in (None, "recipes"):
+        from compressor.recipe import builtin_recipes
+
+        data["recipes"] = builtin_recipes()
     if kind in (None, "models"):
         from models import list_models
 
@@ -27,5 +31,6 @@ def list_cmd(kind: str | None, as_json: bool) -> None:
     for t in data.get("targets", []):
         state = "" if t["available"] else "  (not installed)"
         lines.append(f"target  {t['name']:<12} {','.join(t['precisions']):<12} {t['description']}{state}")
+    lines += [f"recipe  {name:<12} {desc}" for name, desc in data.get("recipes", {}).items()]
     lines += [f"model   {m}" for m in data.get("models", [])]
     emit(data, as_json, "\n".join(lines))

@@ -1,0 +1,11 @@
+"""Tasks: what a recipe trains and how its metric is measured. ``TASKS`` maps a recipe's ``task`` to a class."""
+from compressor.tasks.base import TASKS, RoleModel, Task
+
+__all__ = ["TASKS", "RoleModel", "Task"]
+
+
+def _register_builtin() -> None:
+    from compressor.tasks import sr  # noqa: F401  (registers "super-resolution")
+
+
+_register_builtin()

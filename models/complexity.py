@@ -1,0 +1,48 @@
+"""Model size: parameter count and multiply-accumulates (conv and linear layers, as fvcore counts them)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def count_params(model: nn.Module) -> int:
+    """All parameters, trainable or frozen (as the NTIRE ESR challenge counts them)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, specs: Sequence) -> int:
+    """Multiply-accumulates of conv, linear and attention-free layers for one forward pass at ``specs``.
+
+    ``specs`` are TensorSpecs with concrete shapes (batch 1). Counted with forward hooks, so the figure
+    is for the graph actually run.
+    """
+    from targets.inputs import random_feed
+
+    feed = random_feed(list(specs), batch=1, rng=np.random.default_rng(0))
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        kernel = int(np.prod(module.kernel_size)) * (module.in_channels // module.groups)
+        total += output.numel() * kernel
+
+    def linear_hook(module: nn.Linear, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        total += output.numel() * module.in_features
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            handles.append(module.register_forward_hook(conv_hook))
+        elif isinstance(module, nn.Linear):
+            handles.append(module.register_forward_hook(linear_hook))
+    try:
+        with torch.inference_mode():
+            model.eval()(*[torch.from_numpy(feed[s.name]) for s in specs])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return int(total)

@@ -1,0 +1,62 @@
+"""Run reports: ``report.json`` (everything measured) and ``report.md`` (the tables a person reads)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from targets.files import atomic_path, write_json
+
+
+def write_report(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.md`` into ``folder`` atomically."""
+    json_path = write_json(folder / "report.json", report)
+    md_path = folder / "report.md"
+    with atomic_path(md_path) as tmp:
+        tmp.write_text(render_markdown(report))
+    return json_path, md_path
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) < 1e6 else f"{value:.3g}"
+    return str(value)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: models table, artifacts table, summary."""
+    metric = report["headline_metric"]
+    models = report["models"]
+    metric_keys = [k for k in next(iter(models.values()))["metric"] if k != "images"]
+    lines = [f"# {report['recipe']} ({'quick' if report.get('quick') else 'full'} run, seed {report['seed']})", "",
+             f"Created {report['created']} with edge-compress {report['versions']['edge_compress']}, "
+             f"torch {report['versions']['torch']}. Every number below was measured in this run.", "",
+             "## Models", "",
+             "| role | params | MACs | " + " | ".join(metric_keys) + " | metric via | origin |",
+             "|---|---:|---:|" + "---:|" * len(metric_keys) + "---|---|"]
+    for role, m in models.items():
+        values = " | ".join(_fmt(m["metric"][k], 4) for k in metric_keys)
+        lines.append(f"| {role} | {m['params']:,} | {m['macs'] / 1e9:.3f} G | {values} | {m['metric_engine']} | "
+                     f"{m['origin']} |")
+    lines += ["", "## Engines", "",
+              f"| role | target | precision | size | parity max abs | parity | {metric} | median ms | p90 ms | "
+              "p99 ms | samples/s |", "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for a in report["artifacts"]:
+        lat = a["latency_ms"]
+        lines.append(f"| {a['role']} | {a['target']} | {a['precision']} | {a['size_bytes'] / 1024:.0f} KiB | "
+                     f"{a['parity']['max_abs']:.2e} | {'pass' if a['parity']['passed'] else 'FAIL'} | "
+                     f"{_fmt(a['metric'][metric], 4)} | {lat['median']:.3f} | {lat['p90']:.3f} | {lat['p99']:.3f} | "
+                     f"{a['throughput_fps']:.1f} |")
+    s = report["summary"]
+    lines += ["", "## Summary", "",
+              f"- student {metric} {s[f'student_{metric}']:.4f} vs baseline (same steps, no KD) "
+              f"{s[f'baseline_{metric}']:.4f}: {s['student_minus_baseline']:+.4f}",
+              f"- teacher {metric} {s[f'teacher_{metric}']:.4f}",
+              f"- teacher-to-student latency ratio {s['teacher_to_student_latency_ratio']:.2f}x, "
+              f"parameter ratio {s['teacher_to_student_params_ratio']:.2f}x",
+              f"- every engine matches PyTorch: {'yes' if s['all_parity_passed'] else 'NO'}",
+              f"- profile input {report['artifacts'][0]['profile_input']}, "
+              f"{report['artifacts'][0]['protocol']['min_duration_s']} s minimum per engine",
+              f"- wall time {report['wall_seconds']:.0f} s"]
+    if report.get("bundle"):
+        lines.append(f"- bundle: {report['bundle']}")
+    return "\n".join(lines) + "\n"
