@@ -70,7 +70,7 @@ def run_recipe(recipe: Recipe, context: RunContext) -> RunResult:
         from targets.bundle import create_bundle
 
         bundle = create_bundle(primary, context.out_dir / "bundle", name=f"{recipe.name}-student",
-                               profile=profile).archive
+                               profile=profile, extras=task.bundle_extras()).archive
         report["bundle"] = str(bundle)
     from targets.report import write_report
 

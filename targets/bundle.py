@@ -40,11 +40,13 @@ class Bundle:
 def create_bundle(artifact: Artifact, out_dir: str | Path, *, name: str | None = None,
                   profile: Mapping[str, Any] | None = None,
                   profile_options: ProfileOptions = ProfileOptions(min_iterations=20, min_duration_s=1.0),
-                  seed: int = 0) -> Bundle:
+                  seed: int = 0, extras: Mapping[str, str | Path] | None = None) -> Bundle:
     """Write ``out_dir/<name>/`` and ``out_dir/<name>.tar.gz`` for ``artifact``.
 
     The bundle holds the model files, golden inputs and outputs from this artifact, a latency profile
     (measured now unless ``profile`` is given), ``run.py`` and ``manifest.json`` with every file's sha256.
+    ``extras`` maps bundle-relative names to files copied in too (task scripts such as a numpy-only tracker;
+    they may ``import run`` for its backends).
     """
     name = name or f"{artifact.path.stem}-{artifact.target}"
     out_dir = ensure_writable_dir(out_dir)
@@ -64,6 +66,11 @@ def create_bundle(artifact: Artifact, out_dir: str | Path, *, name: str | None =
         write_json(tmp / "profile.json", measured)
         shutil.copyfile(Path(__file__).with_name("bundle_runtime.py"), tmp / "run.py")
         (tmp / "README.md").write_text(_readme(name, artifact))
+        for rel, source in (extras or {}).items():
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise BundleError(f"bundle extra '{rel}' must be a relative path inside the bundle")
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tmp / rel)
         write_json(tmp / "manifest.json", _manifest(name, artifact, tmp, version))
     with atomic_path(archive) as tmp_archive:
         with tarfile.open(tmp_archive, "w:gz") as tar:

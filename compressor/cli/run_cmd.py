@@ -7,7 +7,7 @@ from compressor.cli.options import emit, json_option, threads_option
 
 
 @click.command()
-@click.argument("recipe")
+@click.argument("recipe", default="sr-dsclora")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: runs/<recipe name>).")
 @click.option("--quick", is_flag=True, help="Apply the recipe's quick: overrides (a few minutes on a CPU).")
@@ -19,7 +19,12 @@ from compressor.cli.options import emit, json_option, threads_option
 @threads_option
 @json_option
 def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, threads, as_json) -> None:
-    """Run RECIPE (a built-in name from 'compress list recipes' or a .yaml path) end to end."""
+    """Run RECIPE (default sr-dsclora; a built-in name from 'compress list recipes' or a .yaml path).
+
+    Stages: teacher (train or load) -> student base (train or load) -> distil, and a baseline with the
+    same steps and data but no KD -> merge -> export -> build targets -> compare -> evaluate the metric
+    through each engine -> profile -> report.json / report.md -> bundle.
+    """
     import dataclasses
     from pathlib import Path
 

@@ -12,6 +12,7 @@ plus a margin, which equals cropping the LR of the whole image. Crops and flips 
 """
 from __future__ import annotations
 
+import abc
 import functools
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -66,7 +67,7 @@ def to_chw_float(image: np.ndarray) -> Tensor:
     return torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
 
 
-class _SRDataset(Dataset):
+class _SRDataset(Dataset, abc.ABC):
     """Shared pair logic; subclasses provide ``_num_images``, ``_load_hr(i)`` and ``describe``."""
 
     def __init__(self, *, scale: int = 4, patch_size: int | None = 192, augment: bool = True,
@@ -76,11 +77,13 @@ class _SRDataset(Dataset):
         self.scale, self.patch_size, self.augment = scale, patch_size, augment
         self.seed, self.repeat, self.epoch = seed, repeat, 0
 
+    @abc.abstractmethod
     def _num_images(self) -> int:
-        raise NotImplementedError
+        """How many distinct HR images the data set has."""
 
+    @abc.abstractmethod
     def _load_hr(self, index: int) -> Tensor:
-        raise NotImplementedError
+        """HR image ``index`` as a 3 x H x W float tensor in [0, 1]."""
 
     def set_epoch(self, epoch: int) -> None:
         """Draw different crops and flips each epoch (still reproducible)."""

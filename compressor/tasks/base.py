@@ -69,6 +69,11 @@ class Task(abc.ABC):
     def evaluate(self, runner: Runner) -> dict[str, float]:
         """The task's metrics of ``runner`` on the validation data (the headline metric included)."""
 
+    def bundle_extras(self) -> dict[str, Path]:
+        """Extra files for the student's bundle (``{name in bundle: source path}``), e.g. a numpy-only
+        task runtime that imports the bundle's ``run.py`` for its backends. Default: none."""
+        return {}
+
     def complexity(self, model: nn.Module) -> dict[str, Any]:
         """Parameters and multiply-accumulates of ``model`` at the profile input size."""
         from models.complexity import count_macs, count_params

@@ -1,0 +1,111 @@
+"""`compress run` end to end on a tiny recipe and a DIV2K-style folder the test writes."""
+import json
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+TINY = """
+name: tiny-sr
+task: super-resolution
+seed: 3
+data: {scale: 4, repeat: 2, val_max_size: 64}
+teacher: {model: span_28, train: {iterations: 4, batch: 2, patch: 32}}
+student: {model: span_tiny, train: {iterations: 4, batch: 2, patch: 32}}
+distill:
+  train: {iterations: 3, batch: 2, patch: 32}
+  loss: {reconstruction: 1.0, output: 0.5, affinity: 0.01}
+  pairs: [[block_1, block_1], [block_6, block_6]]
+  max_positions: 64
+export_input: image:Nx3xH=16xW=16:float32:0..1
+profile_input: image:1x3x16x16:float32:0..1
+deploy:
+  targets: [{target: onnxruntime}, {target: openvino, precision: fp16}]
+  compare_batches: [1, 2]
+  compare_count: 1
+  profile_seconds: 0.05
+  profile_iterations: 3
+"""
+
+
+@pytest.fixture(scope="module")
+def image_folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("div2k")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 3), ("val", 2)):
+        (root / split).mkdir()
+        for i in range(count):
+            base = np.linspace(0, 255, 96)[None, :, None] * np.ones((80, 1, 3))
+            noise = rng.normal(0, 20, size=(80, 96, 3))
+            Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).save(root / split / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, image_folders):
+    from compressor.cli import main
+
+    folder = tmp_path_factory.mktemp("run")
+    recipe = folder / "tiny.yaml"
+    recipe.write_text(textwrap.dedent(TINY))
+    code = main(["run", str(recipe), "--out", str(folder / "out"), "--data", str(image_folders)])
+    assert code == 0
+    return folder / "out"
+
+
+def test_report_has_every_measured_field(tiny_run):
+    report = json.loads((tiny_run / "report.json").read_text())
+    assert report["recipe"] == "tiny-sr" and report["seed"] == 3 and "torch" in report["versions"]
+    for role in ("teacher", "student", "baseline"):
+        model = report["models"][role]
+        assert model["params"] > 0 and model["macs"] > 0 and np.isfinite(model["metric"]["psnr_y"])
+    assert report["models"]["student"]["params"] == 130_828  # merged LoRA: exactly SPAN-Tiny
+    assert report["models"]["teacher"]["params"] == 150_688
+    artifacts = report["artifacts"]
+    assert {(a["role"], a["target"], a["precision"]) for a in artifacts} == {
+        ("student", "onnxruntime", "fp32"), ("student", "openvino", "fp16"),
+        ("teacher", "onnxruntime", "fp32"), ("baseline", "onnxruntime", "fp32")}
+    for a in artifacts:
+        assert a["parity"]["passed"] and a["size_bytes"] > 0
+        assert 0 < a["latency_ms"]["median"] <= a["latency_ms"]["p90"] <= a["latency_ms"]["p99"]
+        assert a["throughput_fps"] > 0 and "psnr_y" in a["metric"]
+    summary = report["summary"]
+    assert summary["teacher_to_student_latency_ratio"] > 0
+    assert summary["student_minus_baseline"] == pytest.approx(
+        report["models"]["student"]["metric"]["psnr_y"] - report["models"]["baseline"]["metric"]["psnr_y"])
+    assert "## Engines" in (tiny_run / "report.md").read_text()
+
+
+def test_run_bundle_verifies(tiny_run):
+    from targets.bundle import verify_bundle
+
+    archive = tiny_run / "bundle" / "tiny-sr-student.tar.gz"
+    assert verify_bundle(archive)["selftest"]["selftest"] is True
+
+
+def test_checkpoints_load_with_weights_only(tiny_run):
+    from models import create_model
+
+    state = torch.load(tiny_run / "checkpoints" / "student.pt", weights_only=True)
+    model = create_model("span_tiny")
+    model.load_state_dict(state)
+
+
+def test_training_is_deterministic_for_a_seed(image_folders, tmp_path):
+    from compressor.recipe import load_recipe
+    from compressor.tasks import TASKS
+    from compressor.tasks.base import RunContext
+
+    recipe_path = tmp_path / "tiny.yaml"
+    recipe_path.write_text(textwrap.dedent(TINY))
+    recipe = load_recipe(str(recipe_path))
+
+    def train_once():
+        context = RunContext(out_dir=tmp_path, seed=5, quick=False, data=image_folders, stage=lambda _: None)
+        task = TASKS.get(recipe.task)(recipe.settings, context)
+        return task._train_or_load("student", recipe.settings.student).model.state_dict()
+
+    first, second = train_once(), train_once()
+    assert all(torch.equal(first[k], second[k]) for k in first)
