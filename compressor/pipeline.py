@@ -62,6 +62,11 @@ def run_recipe(recipe: Recipe, context: RunContext) -> RunResult:
         models_report[role]["metric"] = reference["metric"]
         models_report[role]["metric_engine"] = f"{reference['target']} {reference['precision']}"
     report = _report(recipe, context, models_report, rows, task.metric, time.perf_counter() - started)
+    details, details_md = task.report_details(), task.report_markdown()
+    if details:
+        report["details"] = details
+    if details_md:
+        report["details_markdown"] = details_md
     bundle = None
     if recipe.deploy.bundle:
         stage("bundle the student")

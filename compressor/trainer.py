@@ -50,8 +50,11 @@ def cycle(loader_factory: Callable[[int], Iterable]) -> Iterator:
 
 
 def train(loss_fn: Callable[[object], tuple[Tensor, dict[str, float]]], params: Iterable[nn.Parameter],
-          batches: Iterator, schedule: TrainSchedule, *, desc: str = "train") -> TrainResult:
+          batches: Iterator, schedule: TrainSchedule, *, desc: str = "train",
+          on_step: Callable[[int], None] | None = None) -> TrainResult:
     """Minimise ``loss_fn(batch) -> (loss, parts)`` over ``schedule.iterations`` batches.
+
+    ``on_step(iteration)`` (1-based) runs after each optimiser step, e.g. to validate and keep the best weights.
 
     >>> train(lambda b: (model(b).pow(2).mean(), {}), model.parameters(), iter(data), TrainSchedule(10))
     """
@@ -64,7 +67,7 @@ def train(loss_fn: Callable[[object], tuple[Tensor, dict[str, float]]], params: 
     result, window, window_parts = TrainResult(), [], []
     start = time.perf_counter()
     with tqdm(total=schedule.iterations, desc=desc, unit="it", leave=False, dynamic_ncols=True, disable=None) as bar:
-        for _ in range(schedule.iterations):
+        for step in range(schedule.iterations):
             loss, parts = loss_fn(next(batches))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -72,9 +75,11 @@ def train(loss_fn: Callable[[object], tuple[Tensor, dict[str, float]]], params: 
                 nn.utils.clip_grad_norm_(params, schedule.grad_clip)
             optimizer.step()
             sched.step()
+            if on_step is not None:
+                on_step(step + 1)
             window.append(loss.item())
             window_parts.append(parts)
-            if len(window) == 50 or bar.n + 1 == schedule.iterations:
+            if len(window) == 50 or step + 1 == schedule.iterations:  # bar.n stays 0 when tqdm is off
                 _close_window(result, window, window_parts)
                 bar.set_postfix(loss=f"{result.losses[-1]:.4f}")
             bar.update(1)

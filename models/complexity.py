@@ -14,7 +14,7 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, specs: Sequence) -> int:
-    """Multiply-accumulates of conv, linear and attention-free layers for one forward pass at ``specs``.
+    """Multiply-accumulates of conv, linear and LSTM layers for one forward pass at ``specs``.
 
     ``specs`` are TensorSpecs with concrete shapes (batch 1). Counted with forward hooks, so the figure
     is for the graph actually run.
@@ -33,12 +33,18 @@ def count_macs(model: nn.Module, specs: Sequence) -> int:
         nonlocal total
         total += output.numel() * module.in_features
 
+    def lstm_hook(module: nn.LSTM, inputs, _output) -> None:
+        nonlocal total
+        total += lstm_macs(module, inputs[0].shape)
+
     handles = []
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             handles.append(module.register_forward_hook(conv_hook))
         elif isinstance(module, nn.Linear):
             handles.append(module.register_forward_hook(linear_hook))
+        elif isinstance(module, nn.LSTM):
+            handles.append(module.register_forward_hook(lstm_hook))
     try:
         with torch.inference_mode():
             model.eval()(*[torch.from_numpy(feed[s.name]) for s in specs])
@@ -46,3 +52,18 @@ def count_macs(model: nn.Module, specs: Sequence) -> int:
         for handle in handles:
             handle.remove()
     return int(total)
+
+
+def lstm_macs(module: nn.LSTM, input_shape: Sequence[int]) -> int:
+    """Gate matmuls of an ``nn.LSTM`` over an input of ``input_shape``: ``4 H (in + H)`` per step, direction
+    and layer (element-wise gate arithmetic not counted, as for other layers' activations)."""
+    steps, batch = (input_shape[1], input_shape[0]) if module.batch_first else (input_shape[0], input_shape[1])
+    if len(input_shape) == 2:  # unbatched
+        steps, batch = input_shape[0], 1
+    directions = 2 if module.bidirectional else 1
+    hidden = module.proj_size or module.hidden_size
+    per_step = 0
+    for layer in range(module.num_layers):
+        width = module.input_size if layer == 0 else hidden * directions
+        per_step += 4 * module.hidden_size * (width + hidden) * directions
+    return int(batch * steps * per_step)

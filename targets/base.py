@@ -177,8 +177,17 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def build(self, onnx_path: Path, *, precision: str, out_dir: Path, name: str | None = None,
-              options: Mapping[str, Any] | None = None) -> Artifact:
-        """Build an artifact from an ONNX model into ``out_dir`` (atomically) and write its sidecar."""
+              options: Mapping[str, Any] | None = None, calibration: Sequence[Feed] | None = None,
+              int8: Any = None) -> Artifact:
+        """Build an artifact from an ONNX model into ``out_dir`` (atomically) and write its sidecar.
+
+        INT8 needs ``calibration`` (a list of feed dicts) and takes ``int8`` (``Int8Options``).
+        """
+
+    def require_calibration(self, precision: str, calibration: Sequence[Feed] | None) -> None:
+        """INT8 without calibration data is an error, never a silent fallback."""
+        if precision == "int8" and not calibration:
+            raise UnsupportedPrecisionError(f"target '{self.name}' needs calibration data for int8 (--calibration)")
 
     @abc.abstractmethod
     def load_runner(self, artifact: Artifact, *, threads: int | None = None) -> Runner:

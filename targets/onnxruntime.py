@@ -1,35 +1,51 @@
-"""ONNX Runtime target: the ONNX itself is the artifact; the runner picks TensorRT, CUDA or CPU providers."""
+"""ONNX Runtime target: the (converted) ONNX is the artifact; the runner picks TensorRT, CUDA or CPU providers.
+
+fp32 copies the checked ONNX; fp16 converts weights and compute to half with float32 inputs and outputs;
+int8 is the Q/DQ model from calibration (the same file OpenVINO and TensorRT consume).
+"""
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from targets.backend_runner import BackendRunner
-from targets.base import Artifact, Runner, Target, default_name
+from targets.base import Artifact, Feed, Runner, Target, default_name
 from targets.files import atomic_path
 from targets.onnx_io import graph_specs, load_onnx, read_metadata
 
 
 class OnnxRuntimeTarget(Target):
-    """Builds by copying the checked ONNX beside a sidecar that records the provider choice."""
+    """Builds ``<name>.onnx`` plus a sidecar that records the provider choice and any quantization."""
 
     name = "onnxruntime"
-    precisions = ("fp32",)
+    precisions = ("fp32", "fp16", "int8")
 
     def build(self, onnx_path: Path, *, precision: str, out_dir: Path, name: str | None = None,
-              options: Mapping[str, Any] | None = None) -> Artifact:
+              options: Mapping[str, Any] | None = None, calibration: Sequence[Feed] | None = None,
+              int8: Any = None) -> Artifact:
+        from targets.quantize import Int8Options, quantize_qdq, to_fp16
+
         self.check_precision(precision)
+        self.require_calibration(precision, calibration)
         model = load_onnx(onnx_path)
         inputs, outputs = graph_specs(model)
         dest = Path(out_dir) / f"{name or default_name(Path(onnx_path), precision)}.onnx"
-        if Path(onnx_path).resolve() != dest.resolve():
+        meta: dict[str, Any] = {"onnx_metadata": read_metadata(model)}
+        if precision == "fp16":
+            to_fp16(Path(onnx_path), dest)
+        elif precision == "int8":
+            int8 = int8 or Int8Options()
+            quantize_qdq(Path(onnx_path), dest, calibration, int8)
+            meta["int8"] = {**asdict(int8), "calibration_samples": len(calibration)}
+        elif Path(onnx_path).resolve() != dest.resolve():
             with atomic_path(dest) as tmp:
                 shutil.copyfile(onnx_path, tmp)
         artifact = Artifact(target=self.name, precision=precision, path=dest.resolve(), files=(dest.name,),
                             inputs=tuple(inputs), outputs=tuple(outputs),
                             options={"provider": "auto", **(options or {})}, source=str(Path(onnx_path).resolve()),
-                            metadata={"onnx_metadata": read_metadata(model)})
+                            metadata=meta)
         artifact.save()
         return artifact
 

@@ -1,48 +1,91 @@
-"""OpenVINO target: IR converted from the ONNX; fp32 compiled with f32 inference precision, fp16 as a compressed IR."""
+"""OpenVINO target: IR converted from the ONNX, on CPU, with an explicit inference precision.
+
+fp32 computes in f32 (this CPU would default to bf16); fp16 is a compressed-weights IR; bf16 runs the
+fp32 IR with bf16 inference where the CPU has it (never by surprise); int8 converts the Q/DQ ONNX
+(``quantizer: qdq``, the same file ONNX Runtime and TensorRT use) or runs NNCF (``quantizer: nncf``).
+"""
 from __future__ import annotations
 
+import tempfile
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from compressor.errors import BuildError
+from compressor.errors import BuildError, UnsupportedPrecisionError
 from targets.backend_runner import BackendRunner
-from targets.base import Artifact, Runner, Target, default_name
+from targets.base import Artifact, Feed, Runner, Target, default_name
 from targets.files import atomic_path
 from targets.onnx_io import graph_specs, load_onnx
 
 # precision -> (compress weights to fp16 in the IR, CPU inference precision hint)
-PRECISIONS: dict[str, tuple[bool, str]] = {"fp32": (False, "f32"), "fp16": (True, "f32")}
+PRECISIONS: dict[str, tuple[bool, str]] = {"fp32": (False, "f32"), "fp16": (True, "f32"), "bf16": (False, "bf16"),
+                                           "int8": (False, "f32")}
+QUANTIZERS = ("qdq", "nncf")
+
+
+def cpu_supports_bf16() -> bool:
+    """True when OpenVINO reports bf16 among the CPU's optimisation capabilities."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoTarget(Target):
-    """Builds ``<name>.xml`` + ``<name>.bin``. This CPU would default to bf16: the hint is always explicit."""
+    """Builds ``<name>.xml`` + ``<name>.bin`` and a sidecar with the device and inference precision."""
 
     name = "openvino"
     precisions = tuple(PRECISIONS)
 
     def build(self, onnx_path: Path, *, precision: str, out_dir: Path, name: str | None = None,
-              options: Mapping[str, Any] | None = None) -> Artifact:
-        import openvino as ov
-
+              options: Mapping[str, Any] | None = None, calibration: Sequence[Feed] | None = None,
+              int8: Any = None) -> Artifact:
         self.check_precision(precision)
+        self.require_calibration(precision, calibration)
+        options = dict(options or {})
+        quantizer = options.pop("quantizer", "qdq")
+        if quantizer not in QUANTIZERS:
+            raise BuildError(f"unknown quantizer '{quantizer}'; choose from: {', '.join(QUANTIZERS)}")
+        if precision == "bf16" and not cpu_supports_bf16():
+            raise UnsupportedPrecisionError("this CPU has no bf16 support in OpenVINO; build fp32 or fp16 instead")
         inputs, outputs = graph_specs(load_onnx(onnx_path))
         compress, hint = PRECISIONS[precision]
         stem = name or default_name(Path(onnx_path), precision)
         xml, bin_ = Path(out_dir) / f"{stem}.xml", Path(out_dir) / f"{stem}.bin"
-        try:
-            model = ov.convert_model(str(onnx_path))
-        except Exception as exc:  # OpenVINO raises generic errors
-            raise BuildError(f"OpenVINO cannot convert {onnx_path}: {str(exc).strip().splitlines()[0]}") from None
+        model, meta = self._convert(Path(onnx_path), precision, quantizer, calibration, int8)
+        import openvino as ov
+
         with atomic_path(xml) as tmp_xml, atomic_path(bin_) as tmp_bin:
             ov.save_model(model, str(tmp_xml), compress_to_fp16=compress)
             tmp_xml.with_suffix(".bin").replace(tmp_bin)
         artifact = Artifact(target=self.name, precision=precision, path=xml.resolve(), files=(xml.name, bin_.name),
                             inputs=tuple(inputs), outputs=tuple(outputs),
-                            options={"device": "CPU", "inference_precision": hint, **(options or {})},
+                            options={"device": "CPU", "inference_precision": hint, **options},
                             source=str(Path(onnx_path).resolve()),
-                            metadata={"weights": "fp16" if compress else "fp32", "openvino": ov.get_version()})
+                            metadata={"weights": "fp16" if compress else ("int8" if precision == "int8" else "fp32"),
+                                      "openvino": ov.get_version(), **meta})
         artifact.save()
         return artifact
+
+    def _convert(self, onnx_path: Path, precision: str, quantizer: str, calibration, int8):
+        import openvino as ov
+
+        from targets.quantize import Int8Options, quantize_nncf, quantize_qdq
+
+        try:
+            if precision != "int8":
+                return ov.convert_model(str(onnx_path)), {}
+            int8 = int8 or Int8Options()
+            meta = {"int8": {**asdict(int8), "quantizer": quantizer, "calibration_samples": len(calibration)}}
+            if quantizer == "nncf":
+                return quantize_nncf(onnx_path, calibration, int8), meta
+            with tempfile.TemporaryDirectory(prefix="qdq-") as tmp:
+                qdq = quantize_qdq(onnx_path, Path(tmp) / "qdq.onnx", calibration, int8)
+                return ov.convert_model(str(qdq)), meta
+        except BuildError:
+            raise
+        except Exception as exc:  # OpenVINO and NNCF raise generic errors
+            raise BuildError(f"OpenVINO cannot build {precision} from {onnx_path}: "
+                             f"{str(exc).strip().splitlines()[0]}") from None
 
     def load_runner(self, artifact: Artifact, *, threads: int | None = None) -> Runner:
         return BackendRunner(artifact, threads=threads)

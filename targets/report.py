@@ -26,7 +26,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: models table, artifacts table, summary."""
     metric = report["headline_metric"]
     models = report["models"]
-    metric_keys = [k for k in next(iter(models.values()))["metric"] if k != "images"]
+    metric_keys = [k for k, v in next(iter(models.values()))["metric"].items()
+                   if k != "images" and isinstance(v, (int, float))]  # nested details stay in report.json
     lines = [f"# {report['recipe']} ({'quick' if report.get('quick') else 'full'} run, seed {report['seed']})", "",
              f"Created {report['created']} with edge-compress {report['versions']['edge_compress']}, "
              f"torch {report['versions']['torch']}. Every number below was measured in this run.", "",
@@ -59,4 +60,6 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"- wall time {report['wall_seconds']:.0f} s"]
     if report.get("bundle"):
         lines.append(f"- bundle: {report['bundle']}")
+    if report.get("details_markdown"):  # a task's own section (e.g. per-class detection scores)
+        lines += ["", report["details_markdown"].rstrip()]
     return "\n".join(lines) + "\n"

@@ -28,10 +28,11 @@ class TargetInfo:
 TARGETS: dict[str, TargetInfo] = {
     info.name: info
     for info in (
-        TargetInfo("onnxruntime", ".onnx", ("fp32",), ("onnxruntime",), "targets.onnxruntime:OnnxRuntimeTarget",
+        TargetInfo("onnxruntime", ".onnx", ("fp32", "fp16", "int8"), ("onnxruntime",),
+                   "targets.onnxruntime:OnnxRuntimeTarget",
                    "ONNX Runtime: CPU provider; CUDA and TensorRT execution providers when present"),
-        TargetInfo("openvino", ".xml", ("fp32", "fp16"), ("openvino",), "targets.openvino:OpenVinoTarget",
-                   "OpenVINO IR on CPU: fp32 computed in f32, fp16 as a compressed IR"),
+        TargetInfo("openvino", ".xml", ("fp32", "fp16", "bf16", "int8"), ("openvino",), "targets.openvino:OpenVinoTarget",
+                   "OpenVINO IR on CPU: fp32 in f32, fp16 compressed IR, bf16 where the CPU has it, int8 (Q/DQ or NNCF)"),
     )
 }
 

@@ -25,7 +25,12 @@ def built(request, exported, tmp_path_factory):
         pytest.skip(f"{cls.package} is not installed")
     folder = tmp_path_factory.mktemp(f"{cls.target}-{cls.precision}")
     builder = load_target(cls.target)
-    return {name: builder.build(a.path, precision=cls.precision, out_dir=folder) for name, a in exported.items()}
+    built = {}
+    for name, artifact in exported.items():
+        calibration = random_feeds(artifact.inputs, count=8, seed=11) if cls.precision == "int8" else None
+        built[name] = builder.build(artifact.path, precision=cls.precision, out_dir=folder, calibration=calibration,
+                                    options=dict(cls.options))
+    return built
 
 
 class TargetContract:
@@ -34,6 +39,7 @@ class TargetContract:
     target = ""
     precision = "fp32"
     package = ""
+    options: dict = {}
 
     def test_build_writes_files_and_sidecar(self, built):
         for artifact in built.values():

@@ -21,3 +21,30 @@ class TestOpenVinoFP16(TargetContract):
         assert built["tiny_pair_transformer"].metadata["weights"] == "fp16"
         onnx_size = exported["tiny_pair_transformer"].path.stat().st_size
         assert fp16_bin.stat().st_size < 0.7 * onnx_size
+
+
+class TestOpenVinoINT8QDQ(TargetContract):
+    target, precision, package = "openvino", "int8", "openvino"
+
+
+class TestOpenVinoINT8NNCF(TargetContract):
+    target, precision, package = "openvino", "int8", "nncf"
+    options = {"quantizer": "nncf"}
+
+
+class TestOpenVinoBF16(TargetContract):
+    target, precision, package = "openvino", "bf16", "openvino"
+
+    @pytest.fixture(autouse=True)
+    def _needs_bf16(self):
+        from targets.openvino import cpu_supports_bf16
+
+        if not cpu_supports_bf16():
+            pytest.skip("this CPU has no bf16 support in OpenVINO")
+
+
+def test_int8_without_calibration_is_refused(exported, tmp_path):
+    from compressor.errors import UnsupportedPrecisionError
+
+    with pytest.raises(UnsupportedPrecisionError, match="needs calibration data"):
+        load_target("openvino").build(exported["tiny_convnet"].path, precision="int8", out_dir=tmp_path)

@@ -5,7 +5,9 @@ __all__ = ["TASKS", "RoleModel", "Task"]
 
 
 def _register_builtin() -> None:
+    from compressor.tasks import ids  # noqa: F401  (registers "can-intrusion")
     from compressor.tasks import sr  # noqa: F401  (registers "super-resolution")
+    from compressor.tasks import tracking  # noqa: F401  (registers "tracking")
 
 
 _register_builtin()

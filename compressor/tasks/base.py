@@ -74,6 +74,14 @@ class Task(abc.ABC):
         task runtime that imports the bundle's ``run.py`` for its backends. Default: none."""
         return {}
 
+    def report_details(self) -> dict[str, Any]:
+        """Task-specific findings for ``report.json`` under ``details`` (JSON-able). Default: none."""
+        return {}
+
+    def report_markdown(self) -> str:
+        """Task-specific Markdown appended to ``report.md``. Default: none."""
+        return ""
+
     def complexity(self, model: nn.Module) -> dict[str, Any]:
         """Parameters and multiply-accumulates of ``model`` at the profile input size."""
         from models.complexity import count_macs, count_params

@@ -1,0 +1,107 @@
+"""Precision conversions of an ONNX model: FP16 (float32 inputs and outputs kept), INT8 Q/DQ through
+ONNX Runtime's static quantizer, INT8 through NNCF for OpenVINO."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnx
+
+from compressor.errors import BuildError
+from targets.files import atomic_path
+
+log = logging.getLogger(__name__)
+Feed = dict[str, np.ndarray]
+METHODS = ("minmax", "entropy", "percentile")
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """Post-training INT8 settings. ``exclude`` names nodes kept in float (the accuracy gate fills it).
+
+    Activations default to symmetric int8 so TensorRT, OpenVINO and ONNX Runtime consume one Q/DQ model.
+    """
+
+    method: str = "minmax"
+    per_channel: bool = True
+    activations: str = "int8"
+    exclude: tuple[str, ...] = ()
+    samples: int = 32
+    op_types: tuple[str, ...] = QUANTIZED_OPS
+    use_cache: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def to_fp16(onnx_path: Path, out_path: Path) -> Path:
+    """FP16 weights and compute with float32 graph inputs and outputs (casts at the boundary)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(onnx_path))
+    with contextlib.redirect_stdout(io.StringIO()):
+        half = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    with atomic_path(out_path) as tmp:
+        onnx.save(half, str(tmp))
+    return out_path
+
+
+def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options: Int8Options = Int8Options()) -> Path:
+    """Static INT8 quantization into a Q/DQ ONNX (per-channel weights, calibrated activations).
+
+    Activation ranges are cached by model and data hash, so re-quantizing with other excluded nodes
+    (the accuracy gate's fallback) does not calibrate again.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from calibration.adapters import ort_reader
+    from calibration.cache import cache_path
+
+    if options.method not in METHODS:
+        raise BuildError(f"unknown calibration method '{options.method}'; choose from: {', '.join(METHODS)}")
+    if options.activations not in ("int8", "uint8"):
+        raise BuildError(f"activations must be int8 or uint8, not '{options.activations}'")
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[options.method]
+    act = QuantType.QInt8 if options.activations == "int8" else QuantType.QUInt8
+    with tempfile.TemporaryDirectory(prefix="quant-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        with contextlib.redirect_stdout(io.StringIO()):
+            quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+        cache = cache_path(prepared, feeds, options.method) if options.use_cache else None
+        with atomic_path(out_path) as target:
+            quantize_static(str(prepared), str(target), ort_reader(feeds), quant_format=QuantFormat.QDQ,
+                            per_channel=options.per_channel, activation_type=act, weight_type=QuantType.QInt8,
+                            calibrate_method=method, op_types_to_quantize=list(options.op_types),
+                            nodes_to_exclude=list(options.exclude), calibration_cache_path=cache,
+                            extra_options={"ActivationSymmetric": act == QuantType.QInt8, "WeightSymmetric": True,
+                                           **options.extra})
+    return out_path
+
+
+def quantizable_nodes(onnx_path: Path, op_types: Sequence[str] = QUANTIZED_OPS) -> list[str]:
+    """Names of the nodes the quantizer would turn into INT8 (candidates for keeping in float)."""
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return [n.name for n in model.graph.node if n.op_type in op_types and n.name]
+
+
+def quantize_nncf(onnx_path: Path, feeds: Sequence[Feed], options: Int8Options = Int8Options()):
+    """OpenVINO model quantized by NNCF post-training quantization (its own INT8 path)."""
+    import nncf
+    import openvino as ov
+
+    from calibration.adapters import nncf_dataset
+
+    model = ov.convert_model(str(onnx_path))
+    ignored = nncf.IgnoredScope(names=list(options.exclude), validate=False) if options.exclude else None
+    preset = nncf.QuantizationPreset.PERFORMANCE
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return nncf.quantize(model, nncf_dataset(feeds), preset=preset, subset_size=len(feeds),
+                             ignored_scope=ignored, **({"fast_bias_correction": True}))
