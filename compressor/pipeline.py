@@ -51,11 +51,25 @@ def run_recipe(recipe: Recipe, context: RunContext) -> RunResult:
     stage("build engines")
     plan = [("student", c) for c in recipe.deploy.targets]
     plan += [(role, recipe.deploy.reference_target) for role in ("teacher", "baseline")]
-    artifacts = [(role, _build(onnx[role], choice, context.out_dir / "engines", role)) for role, choice in plan]
+    engines = context.out_dir / "engines"
+    gates: dict[str, dict] = {}
+    artifacts = []
+    for role, choice in plan:
+        if choice.precision == "int8":
+            stage(f"calibrate and quantize {role} for {choice.target} int8 (accuracy gate: "
+                  f"{task.metric} drop <= {recipe.deploy.int8_budget})")
+            artifact, gate = _build_int8(task, onnx[role], roles[role], choice, engines, role, recipe.deploy)
+            gates[str(artifact.path)] = gate
+        else:
+            artifact = _build(onnx[role], choice, engines, role)
+        artifacts.append((role, artifact))
     rows = []
     for role, artifact in artifacts:
         stage(f"compare, evaluate and profile {role} on {artifact.target} {artifact.precision}")
-        rows.append(_check_artifact(role, artifact, roles[role], task, recipe))
+        row = _check_artifact(role, artifact, roles[role], task, recipe)
+        if str(artifact.path) in gates:
+            row["int8_gate"] = gates[str(artifact.path)]
+        rows.append(row)
     for role in roles:
         reference = next(r for r in rows if r["role"] == role and r["target"] == recipe.deploy.reference_target.target
                          and r["precision"] == recipe.deploy.reference_target.precision)
@@ -119,6 +133,41 @@ def _build(onnx: Artifact, choice: TargetChoice, folder: Path, role: str) -> Art
                                             name=f"{role}_{choice.target}_{choice.precision}")
 
 
+def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folder: Path, role: str, deploy):
+    """INT8 through the accuracy gate: the metric drop against the FP32 PyTorch model stays within budget,
+    keeping the layers that hurt most in float when it would not."""
+    import tempfile
+
+    from targets.accuracy_gate import gate_int8, rank_sensitive_nodes
+    from targets.files import ensure_writable_dir
+    from targets.quantize import Int8Options, quantize_qdq
+
+    ensure_writable_dir(folder)
+    feeds = task.calibration_feeds(deploy.calibration_samples)
+    target = load_target(choice.target)
+    name = f"{role}_{choice.target}_int8" + ("_nncf" if choice.target == "openvino" and choice.quantizer == "nncf" else "")
+
+    def build(exclude: tuple[str, ...]) -> Artifact:
+        options = {"quantizer": choice.quantizer} if choice.target == "openvino" else None
+        return target.build(onnx.path, precision="int8", out_dir=folder, name=name, calibration=feeds,
+                            int8=Int8Options(method=deploy.calibration_method, exclude=exclude), options=options)
+
+    def evaluate(artifact: Artifact) -> float:
+        with open_runner(artifact) as runner:
+            return task.evaluate(runner)[task.metric]
+
+    def rank(_artifact: Artifact):
+        with tempfile.TemporaryDirectory(prefix="rank-") as tmp:
+            qdq = quantize_qdq(onnx.path, Path(tmp) / "qdq.onnx", feeds, Int8Options(method=deploy.calibration_method))
+            return rank_sensitive_nodes(onnx.path, qdq, feeds)
+
+    with TorchRunner(rm.model, onnx.inputs, rm.output_names) as reference_runner:
+        reference = task.evaluate(reference_runner)[task.metric]
+    artifact, result = gate_int8(build, evaluate, reference=reference, budget=deploy.int8_budget, rank=rank)
+    return artifact, result.to_dict() | {"calibration_samples": len(feeds), "method": deploy.calibration_method,
+                                         "quantizer": choice.quantizer}
+
+
 def _check_artifact(role: str, artifact: Artifact, rm: RoleModel, task, recipe: Recipe) -> dict[str, Any]:
     deploy = recipe.deploy
     feeds = random_feeds(artifact.inputs, count=deploy.compare_count, batches=deploy.compare_batches,
@@ -140,6 +189,17 @@ def _check_artifact(role: str, artifact: Artifact, rm: RoleModel, task, recipe: 
             "latency_ms": {k: lat[k] for k in ("median", "mean", "p90", "p99", "min", "max")},
             "throughput_fps": profile["throughput_fps"], "cov": profile["cov"], "profile": profile,
             "profile_input": [s.format() for s in profile_specs]}
+
+
+def _precision_matrix(rows: list[dict], fp32_metric: float, metric: str) -> list[dict]:
+    """The student through every target x precision: metric (and its change from FP32), parity, latency, size."""
+    return [{"target": r["target"], "precision": r["precision"], metric: r["metric"][metric],
+             "delta_vs_fp32": r["metric"][metric] - fp32_metric, "parity_passed": r["parity"]["passed"],
+             "parity_max_abs": r["parity"]["max_abs"], "latency_median_ms": r["latency_ms"]["median"],
+             "latency_p99_ms": r["latency_ms"]["p99"], "size_bytes": r["size_bytes"],
+             "kept_in_float": r.get("int8_gate", {}).get("kept_in_float", []),
+             "gate_passed": r.get("int8_gate", {}).get("passed")}
+            for r in rows if r["role"] == "student"]
 
 
 def _versions() -> dict[str, str]:
@@ -181,5 +241,6 @@ def _report(recipe: Recipe, context: RunContext, models: dict, rows: list[dict],
         },
         "artifacts": [{k: v for k, v in r.items() if k != "profile"} | {"protocol": r["profile"]["protocol"]}
                       for r in rows],
+        "precision_matrix": _precision_matrix(rows, models["student"]["metric"][metric], metric),
         "wall_seconds": seconds,
     }

@@ -16,6 +16,7 @@ COMMON_KEYS = ("name", "task", "description", "seed", "deploy", "quick")
 class TargetChoice:
     target: str
     precision: str = "fp32"
+    quantizer: str = "qdq"  # int8 on openvino: the shared Q/DQ ONNX, or NNCF's own quantization
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class DeployConfig:
     profile_iterations: int = 20
     profile_threads: int | None = None
     bundle: bool = True
+    int8_budget: float = 0.1  # headline-metric drop allowed for INT8 before layers are kept in float
+    calibration_samples: int = 32
+    calibration_method: str = "minmax"
 
 
 @dataclass(frozen=True)
@@ -117,3 +121,10 @@ def _check_targets(deploy: DeployConfig) -> None:
                               f"'{choice.precision}'; it supports: {', '.join(info.precisions)}")
     if not deploy.targets:
         raise ConfigError("deploy.targets: list at least one target")
+    from targets.quantize import METHODS
+
+    if deploy.calibration_method not in METHODS:
+        raise ConfigError(f"deploy.calibration_method: '{deploy.calibration_method}' is not one of "
+                          f"{', '.join(METHODS)}{did_you_mean(deploy.calibration_method, METHODS)}")
+    if deploy.calibration_samples < 1:
+        raise ConfigError("deploy.calibration_samples: must be at least 1")

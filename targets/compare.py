@@ -11,26 +11,30 @@ from targets.base import Runner
 
 # Default tolerances per precision: |got - ref| <= atol + rtol * max|ref| (rtol is relative to the
 # output's largest magnitude: activations that cancel to ~0 carry the rounding error of their large terms).
-DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
-    "fp32": (1e-4, 1e-3),
-    "fp16": (1e-2, 1e-2),
-    "bf16": (5e-2, 5e-2),
-    "int8": (1e-1, 1e-1),
+# INT8 is judged on the mean error (as Polygraphy's --check-error-stat mean): a few elements near a
+# quantization step boundary differ by a whole step by design; the metric gate judges accuracy.
+DEFAULT_TOLERANCES: dict[str, tuple[float, float, str]] = {
+    "fp32": (1e-4, 1e-3, "elementwise"),
+    "fp16": (1e-2, 1e-2, "elementwise"),
+    "bf16": (5e-2, 5e-2, "elementwise"),
+    "int8": (0.0, 2e-2, "mean"),
 }
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Elementwise bound ``|got - ref| <= atol + rtol * max|ref|`` (max over the output)."""
+    """Bound ``|got - ref| <= atol + rtol * max|ref|`` (max over the output), checked on every element
+    (``stat="elementwise"``) or on the mean absolute error (``stat="mean"``)."""
 
     atol: float
     rtol: float
+    stat: str = "elementwise"
 
     @classmethod
     def for_precision(cls, precision: str, atol: float | None = None, rtol: float | None = None) -> "Tolerance":
         """The default for ``precision`` with optional overrides."""
-        d_atol, d_rtol = DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["fp32"])
-        return cls(d_atol if atol is None else atol, d_rtol if rtol is None else rtol)
+        d_atol, d_rtol, stat = DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["fp32"])
+        return cls(d_atol if atol is None else atol, d_rtol if rtol is None else rtol, stat)
 
 
 @dataclass
@@ -45,10 +49,14 @@ class OutputParity:
     nonfinite: int = 0
     violations: int = 0
     elements: int = 0
+    ref_max: float = 0.0
+    stat: str = "elementwise"
+    mean_bound: float = 0.0
 
     @property
     def passed(self) -> bool:
-        return self.nonfinite == 0 and self.violations == 0 and self.elements > 0
+        within = self.violations == 0 if self.stat == "elementwise" else self.mean_abs <= self.mean_bound
+        return self.nonfinite == 0 and within and self.elements > 0
 
 
 @dataclass
@@ -89,6 +97,8 @@ def _accumulate(stat: OutputParity, ref: np.ndarray, got: np.ndarray, tol: Toler
     stat.mean_abs = (stat.mean_abs * n_before + float(diff.sum())) / max(stat.elements, 1)
     stat.mean_rel = (stat.mean_rel * n_before + float(rel.sum())) / max(stat.elements, 1)
     stat.violations += int((diff > tol.atol + tol.rtol * scale).sum())
+    stat.ref_max, stat.stat = max(stat.ref_max, scale), tol.stat
+    stat.mean_bound = tol.atol + tol.rtol * stat.ref_max
 
 
 def compare_outputs(pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]],

@@ -99,7 +99,11 @@ def quantize_nncf(onnx_path: Path, feeds: Sequence[Feed], options: Int8Options =
     from calibration.adapters import nncf_dataset
 
     model = ov.convert_model(str(onnx_path))
-    ignored = nncf.IgnoredScope(names=list(options.exclude), validate=False) if options.exclude else None
+    ignored = None
+    if options.exclude:  # OpenVINO names an op after the ONNX node or its output tensor: give both
+        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+        outputs = [n.output[0] for n in graph.node if n.name in options.exclude and n.output]
+        ignored = nncf.IgnoredScope(names=[*options.exclude, *outputs], validate=False)
     preset = nncf.QuantizationPreset.PERFORMANCE
     logging.getLogger("nncf").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()):

@@ -22,6 +22,22 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _precision_matrix(report: dict[str, Any], metric: str) -> list[str]:
+    rows = report.get("precision_matrix") or []
+    if not rows:
+        return []
+    lines = ["", "## Precision matrix (student)", "",
+             f"| target | precision | {metric} | change vs FP32 | parity | median ms | p99 ms | size | kept in float |",
+             "|---|---|---:|---:|---|---:|---:|---:|---|"]
+    for r in rows:
+        kept = ", ".join(r["kept_in_float"]) or "-"
+        gate = "" if r["gate_passed"] is None else (" (gate passed)" if r["gate_passed"] else " (gate FAILED)")
+        lines.append(f"| {r['target']} | {r['precision']} | {r[metric]:.4f} | {r['delta_vs_fp32']:+.4f} | "
+                     f"{'pass' if r['parity_passed'] else 'FAIL'} | {r['latency_median_ms']:.3f} | "
+                     f"{r['latency_p99_ms']:.3f} | {r['size_bytes'] / 1024:.0f} KiB | {kept}{gate} |")
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: models table, artifacts table, summary."""
     metric = report["headline_metric"]
@@ -47,6 +63,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"{a['parity']['max_abs']:.2e} | {'pass' if a['parity']['passed'] else 'FAIL'} | "
                      f"{_fmt(a['metric'][metric], 4)} | {lat['median']:.3f} | {lat['p90']:.3f} | {lat['p99']:.3f} | "
                      f"{a['throughput_fps']:.1f} |")
+    lines += _precision_matrix(report, metric)
     s = report["summary"]
     lines += ["", "## Summary", "",
               f"- student {metric} {s[f'student_{metric}']:.4f} vs baseline (same steps, no KD) "

@@ -43,3 +43,15 @@ def test_shape_mismatch_is_an_error():
 def test_precision_defaults_loosen_with_precision():
     assert Tolerance.for_precision("fp32").atol < Tolerance.for_precision("fp16").atol
     assert Tolerance.for_precision("fp16", atol=0.5).atol == 0.5
+
+
+def test_mean_statistic_tolerates_a_few_step_errors_but_not_a_broken_output():
+    ref = {"y": np.linspace(0, 1, 1000, dtype=np.float32)}
+    step_errors = {"y": ref["y"].copy()}
+    step_errors["y"][::100] += 0.05  # ten elements off by a quantization step
+    tol = Tolerance.for_precision("int8")
+    assert tol.stat == "mean"
+    assert compare_outputs([(ref, step_errors)], tol).passed
+    assert not compare_outputs([(ref, step_errors)], Tolerance.for_precision("fp32")).passed
+    broken = {"y": ref["y"] + 0.1}
+    assert not compare_outputs([(ref, broken)], tol).passed

@@ -22,7 +22,9 @@ distill:
 export_input: image:Nx3xH=16xW=16:float32:0..1
 profile_input: image:1x3x16x16:float32:0..1
 deploy:
-  targets: [{target: onnxruntime}, {target: openvino, precision: fp16}]
+  targets: [{target: onnxruntime}, {target: openvino, precision: fp16}, {target: onnxruntime, precision: int8}]
+  int8_budget: 0.5
+  calibration_samples: 4
   compare_batches: [1, 2]
   compare_count: 1
   profile_seconds: 0.05
@@ -65,7 +67,7 @@ def test_report_has_every_measured_field(tiny_run):
     assert report["models"]["teacher"]["params"] == 150_688
     artifacts = report["artifacts"]
     assert {(a["role"], a["target"], a["precision"]) for a in artifacts} == {
-        ("student", "onnxruntime", "fp32"), ("student", "openvino", "fp16"),
+        ("student", "onnxruntime", "fp32"), ("student", "openvino", "fp16"), ("student", "onnxruntime", "int8"),
         ("teacher", "onnxruntime", "fp32"), ("baseline", "onnxruntime", "fp32")}
     for a in artifacts:
         assert a["parity"]["passed"] and a["size_bytes"] > 0
@@ -75,7 +77,14 @@ def test_report_has_every_measured_field(tiny_run):
     assert summary["teacher_to_student_latency_ratio"] > 0
     assert summary["student_minus_baseline"] == pytest.approx(
         report["models"]["student"]["metric"]["psnr_y"] - report["models"]["baseline"]["metric"]["psnr_y"])
-    assert "## Engines" in (tiny_run / "report.md").read_text()
+    int8 = next(a for a in artifacts if a["precision"] == "int8")
+    gate = int8["int8_gate"]
+    assert gate["budget"] == 0.5 and gate["tries"][0]["kept_in_float"] == []
+    assert gate["passed"] == (gate["reference_metric"] - gate["tries"][-1]["metric"] <= 0.5)
+    matrix = {(r["target"], r["precision"]) for r in report["precision_matrix"]}
+    assert matrix == {("onnxruntime", "fp32"), ("openvino", "fp16"), ("onnxruntime", "int8")}
+    text = (tiny_run / "report.md").read_text()
+    assert "## Engines" in text and "## Precision matrix (student)" in text
 
 
 def test_run_bundle_verifies(tiny_run):

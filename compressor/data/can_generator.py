@@ -164,10 +164,11 @@ def _injection(attack: Attack, config: GeneratorConfig, rng: np.random.Generator
     wanted = config.injected_fraction / (1 - config.injected_fraction) * legit_rate * config.duration_s
     bursts = max(1, int(round(wanted / per_burst)))
     slot = config.duration_s / bursts
-    if slot < attack.burst_s * 1.5:
+    if slot < attack.burst_s * 1.6:
         raise GeneratorError(f"{config.duration_s} s is too short for {bursts} {config.attack} burst(s) of "
                              f"{attack.burst_s} s; lengthen duration_s or lower injected_fraction")
-    starts = slot * np.arange(bursts) + rng.uniform(0.1 * slot, slot - 1.2 * attack.burst_s, bursts)
+    # evenly spaced intrusions (jittered), so every chronological block of a capture holds some
+    starts = slot * (np.arange(bursts) + 0.5) - attack.burst_s / 2 + rng.uniform(-0.15, 0.15, bursts) * slot
     offsets = np.arange(0.0, attack.burst_s, attack.period_s)
     times = (starts[:, None] + offsets[None, :]).ravel()
     count = len(times)

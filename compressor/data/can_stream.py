@@ -198,7 +198,7 @@ def frame_tokens(frames):
     out = np.empty((len(frames), FRAME_TOKENS), np.int64)
     out[:, 0] = np.where(frames.can_id < 2048, ID0 + frames.can_id, UNK_ID)
     out[:, 1] = DLC0 + frames.dlc
-    out[:, 2:] = np.where(np.arange(8) < frames.dlc[:, None], BYTE0 + frames.data, VOID)
+    out[:, 2:] = np.where(np.arange(8) < frames.dlc[:, None], BYTE0 + frames.data.astype(np.int64), VOID)
     return out
 
 

@@ -69,6 +69,12 @@ class Task(abc.ABC):
     def evaluate(self, runner: Runner) -> dict[str, float]:
         """The task's metrics of ``runner`` on the validation data (the headline metric included)."""
 
+    def calibration_feeds(self, count: int) -> list[dict]:
+        """``count`` representative input feeds from the training data, for INT8 calibration."""
+        from compressor.errors import CompressError
+
+        raise CompressError(f"task '{self.name}' provides no calibration data: remove its int8 targets")
+
     def bundle_extras(self) -> dict[str, Path]:
         """Extra files for the student's bundle (``{name in bundle: source path}``), e.g. a numpy-only
         task runtime that imports the bundle's ``run.py`` for its backends. Default: none."""

@@ -206,6 +206,16 @@ class SuperResolutionTask(Task):
     def profile_feed_specs(self) -> list[TensorSpec]:
         return [TensorSpec.parse(self.settings.profile_input)]
 
+    def calibration_feeds(self, count: int) -> list[dict]:
+        """LR patches at the export example size, spread over the training images and crops."""
+        spec = self.input_specs()[0]
+        lr_size = spec.concrete_shape(1)[-1]
+        dataset = self._dataset(self.train_source, train=True, patch=lr_size * self.settings.data.scale,
+                                seed=self.context.seed + 99)
+        step = max(1, len(dataset) // count)
+        return [{spec.name: dataset[i * step % len(dataset)].lr[None].numpy().astype(np.float32)}
+                for i in range(count)]
+
     def _validation(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(LR NCHW float32, HR HWC float64) for each validation image, centre-cropped to ``val_max_size``."""
         if self._val_images is None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import ctypes
+import functools
+import logging
+import sys
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -13,6 +17,28 @@ from compressor.distillers.afkd import AFKDDistiller, AFKDLoss, AFKDWeights
 from compressor.losses.orr import CoxBlockMasking, OrrLoss
 from compressor.losses.tracking import TrackingLoss, TrackingLossWeights
 from compressor.trainer import TrainResult, TrainSchedule, seed_everything, train
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def retain_freed_memory() -> bool:
+    """Ask glibc to keep freed blocks up to 32 MiB in the heap instead of unmapping them.
+
+    Each training step frees and re-allocates the same activation buffers; by default glibc hands large
+    blocks back to the OS and page-faults them in again every step, which made steps up to 8x slower
+    on the 2-core VMs we measured on. Process-wide and harmless elsewhere; a no-op outside glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = bool(libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    log.debug("glibc mallopt to retain freed memory: %s", ok)
+    return ok
 
 
 @dataclass
@@ -75,6 +101,7 @@ def make_objective(model: nn.Module, weights: TrackingLossWeights, *, orr: bool,
 def train_tracker(model: nn.Module, objective: TrackerObjective, batches: Iterator, schedule: TrainSchedule, *,
                   seed: int, desc: str) -> TrainResult:
     """Train ``model`` (in place) with ``objective`` alone (teacher, baseline)."""
+    retain_freed_memory()
     seed_everything(seed)
     model.train()
     return train(lambda b: objective(model, *b), model.parameters(), batches, schedule, desc=desc)
@@ -83,6 +110,7 @@ def train_tracker(model: nn.Module, objective: TrackerObjective, batches: Iterat
 def distil_tracker(student: nn.Module, teacher: nn.Module, objective: TrackerObjective, batches: Iterator,
                    schedule: TrainSchedule, *, pairs, weights: AFKDWeights, seed: int, desc: str) -> TrainResult:
     """Train ``student`` (in place) with ``objective`` plus AFKD against the frozen ``teacher``."""
+    retain_freed_memory()
     seed_everything(seed)
     distiller = AFKDDistiller(student.train(), teacher, objective, pairs, AFKDLoss(weights))
     return train(lambda b: distiller(*b), student.parameters(), batches, schedule, desc=desc)

@@ -1,0 +1,60 @@
+"""LSF-IDM models: every registered CAN model runs forward and backward and exports to ONNX with int64 tokens."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models import create_model, list_models
+from models.can_ids import CanBert, LsfIdmBiLSTM
+from models.complexity import count_macs, count_params, lstm_macs
+from targets.tensor_spec import TensorSpec
+
+CAN_MODELS = ["can_bert_tiny", "can_bert_mini", "lsfidm_bilstm"]
+
+
+@pytest.mark.parametrize("name", CAN_MODELS)
+def test_forward_backward_and_declared_inputs(name):
+    torch.manual_seed(0)
+    model = create_model(name, seq_len=13)
+    spec = TensorSpec.parse(model.input_specs[0])
+    assert spec.dtype == "int64" and spec.shape == ("N", 13) and model.output_names == ["logits"]
+    tokens = torch.randint(0, int(spec.high), (3, 13))
+    logits = model.train()(tokens)
+    assert logits.shape == (3, 5)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad and p.dim() > 1
+               and not isinstance(model, CanBert) or p.grad is not None or p is model.position_embedding)
+
+
+def test_registry_lists_the_family_and_sizes():
+    assert {"can_bert_tiny", "can_bert_mini", "can_bert_small", "can_bert_medium", "can_bert_base",
+            "lsfidm_bilstm"} <= set(list_models())
+    student = create_model("lsfidm_bilstm")
+    assert isinstance(student, LsfIdmBiLSTM) and student.lstm.hidden_size == 64 and student.lstm.num_layers == 2
+    assert student.lstm.bidirectional and 100_000 < count_params(student) < 300_000
+    assert count_params(create_model("can_bert_mini")) > 10 * count_params(student)
+
+
+def test_lstm_macs_are_counted():
+    student = create_model("lsfidm_bilstm", seq_len=13)
+    per_step = 2 * 4 * 64 * (32 + 64) + 2 * 4 * 64 * (128 + 64)  # two directions, two layers
+    assert lstm_macs(student.lstm, (1, 13, 32)) == 13 * per_step
+    assert count_macs(student, [TensorSpec.parse("tokens:1x13:int64:0..2328")]) == 13 * per_step + 128 * 5
+
+
+@pytest.mark.parametrize("name", ["can_bert_tiny", "lsfidm_bilstm"])
+def test_export_with_int64_tokens_matches_torch(name, tmp_path):
+    import onnxruntime as ort
+
+    from targets.onnx import ExportOptions, export_onnx
+
+    model = create_model(name, seq_len=8).eval()
+    spec = TensorSpec.parse(model.input_specs[0])
+    artifact = export_onnx(model, [spec], model.output_names, tmp_path / f"{name}.onnx", ExportOptions())
+    assert artifact.inputs[0].dtype == "int64" and artifact.inputs[0].shape[1] == 8
+    tokens = np.random.default_rng(0).integers(0, 2328, (5, 8)).astype(np.int64)
+    got = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"]).run(None, {"tokens": tokens})[0]
+    with torch.inference_mode():
+        want = model(torch.from_numpy(tokens)).numpy()
+    assert np.allclose(got, want, atol=1e-4)
