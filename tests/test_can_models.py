@@ -1,16 +1,15 @@
-"""LSF-IDM models: every registered CAN model runs forward and backward and exports to ONNX with int64 tokens."""
+"""LSF-IDM models: forward, backward, declared int64 inputs, sizes (their export is checked by tests/test_pipeline_ids.py)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from models import create_model, list_models
-from models.can_ids import CanBert, LsfIdmBiLSTM
+from models.can_ids import LsfIdmBiLSTM
 from models.complexity import count_macs, count_params, lstm_macs
 from targets.tensor_spec import TensorSpec
 
-CAN_MODELS = ["can_bert_tiny", "can_bert_mini", "lsfidm_bilstm"]
+CAN_MODELS = ["can_bert_tiny", "lsfidm_bilstm"]
 
 
 @pytest.mark.parametrize("name", CAN_MODELS)
@@ -23,8 +22,7 @@ def test_forward_backward_and_declared_inputs(name):
     logits = model.train()(tokens)
     assert logits.shape == (3, 5)
     logits.sum().backward()
-    assert all(p.grad is not None for p in model.parameters() if p.requires_grad and p.dim() > 1
-               and not isinstance(model, CanBert) or p.grad is not None or p is model.position_embedding)
+    assert all(p.grad is not None for p in model.parameters())
 
 
 def test_registry_lists_the_family_and_sizes():
@@ -41,20 +39,3 @@ def test_lstm_macs_are_counted():
     per_step = 2 * 4 * 64 * (32 + 64) + 2 * 4 * 64 * (128 + 64)  # two directions, two layers
     assert lstm_macs(student.lstm, (1, 13, 32)) == 13 * per_step
     assert count_macs(student, [TensorSpec.parse("tokens:1x13:int64:0..2328")]) == 13 * per_step + 128 * 5
-
-
-@pytest.mark.parametrize("name", ["can_bert_tiny", "lsfidm_bilstm"])
-def test_export_with_int64_tokens_matches_torch(name, tmp_path):
-    import onnxruntime as ort
-
-    from targets.onnx import ExportOptions, export_onnx
-
-    model = create_model(name, seq_len=8).eval()
-    spec = TensorSpec.parse(model.input_specs[0])
-    artifact = export_onnx(model, [spec], model.output_names, tmp_path / f"{name}.onnx", ExportOptions())
-    assert artifact.inputs[0].dtype == "int64" and artifact.inputs[0].shape[1] == 8
-    tokens = np.random.default_rng(0).integers(0, 2328, (5, 8)).astype(np.int64)
-    got = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"]).run(None, {"tokens": tokens})[0]
-    with torch.inference_mode():
-        want = model(torch.from_numpy(tokens)).numpy()
-    assert np.allclose(got, want, atol=1e-4)
