@@ -4,7 +4,42 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from compressor.errors import CompressError
 from targets.files import atomic_path, write_json
+
+
+def read_report(folder: Path) -> dict[str, Any]:
+    """The run's report.json; one-line error when missing or unreadable."""
+    import json
+
+    path = Path(folder) / "report.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CompressError(f"no report.json in {folder}: run 'compress run' first") from None
+    except ValueError as exc:
+        raise CompressError(f"{path} is not valid JSON ({exc})") from None
+
+
+def merge_device_profile(report: dict[str, Any], profile_path: Path, device: str | None = None) -> dict[str, Any]:
+    """Add a profile measured on a device (a bundle's profile step) to the report, replacing an older one
+    for the same device, target and precision."""
+    import json
+
+    try:
+        profile = json.loads(Path(profile_path).read_text())
+        latency = {k: profile["latency_ms"][k] for k in ("median", "mean", "p90", "p99", "min", "max")}
+    except FileNotFoundError:
+        raise CompressError(f"device profile {profile_path} does not exist") from None
+    except (ValueError, KeyError, TypeError):
+        raise CompressError(f"{profile_path} is not a profile written by 'compress profile' or a bundle") from None
+    row = {"device": device or profile.get("device") or profile.get("protocol", {}).get("host", {}).get("device", "device"),
+           "target": profile.get("target", "?"), "precision": profile.get("precision", "?"), "latency_ms": latency,
+           "throughput_fps": profile.get("throughput_fps"), "cov": profile.get("cov"),
+           "protocol": profile.get("protocol", {}), "source": str(profile_path)}
+    rows = [r for r in report.get("device_profiles", [])
+            if (r["device"], r["target"], r["precision"]) != (row["device"], row["target"], row["precision"])]
+    return {**report, "device_profiles": [*rows, row]}
 
 
 def write_report(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
@@ -64,6 +99,13 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"{_fmt(a['metric'][metric], 4)} | {lat['median']:.3f} | {lat['p90']:.3f} | {lat['p99']:.3f} | "
                      f"{a['throughput_fps']:.1f} |")
     lines += _precision_matrix(report, metric)
+    if report.get("device_profiles"):
+        lines += ["", "## Measured on devices", "", "| device | target | precision | median ms | p90 ms | p99 ms | "
+                  "samples/s | timer |", "|---|---|---|---:|---:|---:|---:|---|"]
+        for d in report["device_profiles"]:
+            lat = d["latency_ms"]
+            lines.append(f"| {d['device']} | {d['target']} | {d['precision']} | {lat['median']:.3f} | {lat['p90']:.3f} | "
+                         f"{lat['p99']:.3f} | {d['throughput_fps'] or 0:.1f} | {d['protocol'].get('timer', '')} |")
     s = report["summary"]
     lines += ["", "## Summary", "",
               f"- student {metric} {s[f'student_{metric}']:.4f} vs baseline (same steps, no KD) "

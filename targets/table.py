@@ -31,6 +31,8 @@ TARGETS: dict[str, TargetInfo] = {
         TargetInfo("onnxruntime", ".onnx", ("fp32", "fp16", "int8"), ("onnxruntime",),
                    "targets.onnxruntime:OnnxRuntimeTarget",
                    "ONNX Runtime: CPU provider; CUDA and TensorRT execution providers when present"),
+        TargetInfo("tensorrt", ".engine", ("fp32", "fp16", "int8"), ("tensorrt",), "targets.tensorrt:TensorRtTarget",
+                   "TensorRT engine from ONNX (NVIDIA GPU): strongly typed on TensorRT 11+, flags/calibration on 10"),
         TargetInfo("openvino", ".xml", ("fp32", "fp16", "bf16", "int8"), ("openvino",), "targets.openvino:OpenVinoTarget",
                    "OpenVINO IR on CPU: fp32 in f32, fp16 compressed IR, bf16 where the CPU has it, int8 (Q/DQ or NNCF)"),
     )

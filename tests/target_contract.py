@@ -6,7 +6,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from compressor.errors import InputSpecError, UnsupportedPrecisionError
+from compressor.errors import InputSpecError, MissingDependencyError, UnsupportedPrecisionError
 from models import create_model
 from targets.base import Artifact
 from targets.compare import Tolerance, compare_runners
@@ -24,7 +24,14 @@ def built(request, exported, tmp_path_factory):
     if importlib.util.find_spec(cls.package) is None:
         pytest.skip(f"{cls.package} is not installed")
     folder = tmp_path_factory.mktemp(f"{cls.target}-{cls.precision}")
-    builder = load_target(cls.target)
+    try:
+        builder = load_target(cls.target)
+        if cls.target == "tensorrt":
+            from targets.tensorrt import _gpu_name, tensorrt_version
+
+            tensorrt_version(), _gpu_name()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
     built = {}
     for name, artifact in exported.items():
         calibration = random_feeds(artifact.inputs, count=8, seed=11) if cls.precision == "int8" else None

@@ -118,3 +118,19 @@ def test_training_is_deterministic_for_a_seed(image_folders, tmp_path):
 
     first, second = train_once(), train_once()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_device_profile_merges_into_the_report(tiny_run, cli, tmp_path):
+    engine = tiny_run / "engines" / "student_onnxruntime_fp32.onnx"
+    saved = tmp_path / "device.json"
+    assert cli("profile", engine, "--duration", "0.05", "--iterations", "3", "--save", saved).code == 0
+    merged = cli("report", tiny_run, "--device-profile", saved, "--device", "orin-nano")
+    assert merged.code == 0, merged.err
+    report = json.loads((tiny_run / "report.json").read_text())
+    (row,) = report["device_profiles"]
+    assert row["device"] == "orin-nano" and row["latency_ms"]["median"] > 0
+    assert "## Measured on devices" in (tiny_run / "report.md").read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    result = cli("report", tiny_run, "--device-profile", bad)
+    assert result.code == 2 and "not a profile" in result.err

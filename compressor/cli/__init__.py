@@ -17,6 +17,7 @@ COMMANDS = {
     "compare": ("compressor.cli.compare_cmd", "compare", "Check an artifact's outputs against a reference."),
     "profile": ("compressor.cli.profile_cmd", "profile", "Measure an artifact's latency."),
     "bundle": ("compressor.cli.bundle_cmd", "bundle", "Write or verify a deployment bundle."),
+    "report": ("compressor.cli.report_cmd", "report", "Show a run's report; merge latency measured on a device."),
 }
 
 

@@ -28,11 +28,17 @@ def bundle() -> None:
               help="Include this 'compress profile --json' result instead of profiling now.")
 @click.option("--duration", "duration_s", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Minimum seconds of the profile taken for the bundle.")
+@click.option("--jetson", is_flag=True, help="A Jetson bundle from an exported ONNX: the engine is built on the device.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True,
+              help="--jetson only: engine precision.")
+@click.option("--calibration", default=None, help="--jetson int8 only: calibration source (as for compress build).")
 @json_option
-def create(artifact, out_dir, name, profile_json, duration_s, as_json) -> None:
+def create(artifact, out_dir, name, profile_json, duration_s, jetson, precision, calibration, as_json) -> None:
     """Bundle ARTIFACT: model files, golden inputs/outputs, profile, manifest and a standalone run.py."""
     import json
+    from pathlib import Path
 
+    from compressor.errors import ArtifactError
     from targets.base import Artifact
     from targets.bundle import create_bundle
     from targets.files import ensure_writable_dir
@@ -40,7 +46,24 @@ def create(artifact, out_dir, name, profile_json, duration_s, as_json) -> None:
 
     loaded = Artifact.load(artifact)
     folder = ensure_writable_dir(out_dir)
-    profile = json.loads(open(profile_json).read()) if profile_json else None
+    if jetson:
+        from compressor.cli.build_cmd import load_calibration
+        from targets.jetson import create_jetson_bundle
+
+        if loaded.target != "onnx":
+            raise ArtifactError("--jetson takes the exported ONNX (from 'compress export'), not a built engine")
+        feeds = load_calibration(calibration, str(loaded.path), 32) if calibration else None
+        result = create_jetson_bundle(loaded, folder, precision=precision, calibration=feeds, name=name)
+        emit({"folder": str(result.folder), "archive": str(result.archive)}, as_json,
+             f"jetson bundle {result.archive}
+on the device: python jetson.py build && python jetson.py profile
+"
+             f"then here:    compress report RUN_DIR --device-profile profile.json")
+        return
+    try:
+        profile = json.loads(Path(profile_json).read_text()) if profile_json else None
+    except ValueError:
+        raise ArtifactError(f"{profile_json} is not valid JSON") from None
     result = create_bundle(loaded, folder, name=name, profile=profile,
                            profile_options=ProfileOptions(min_iterations=20, min_duration_s=duration_s))
     emit({"folder": str(result.folder), "archive": str(result.archive)}, as_json,
@@ -58,4 +81,5 @@ def verify(bundle_path, no_selftest, as_json) -> None:
     report = verify_bundle(bundle_path, run_selftest=not no_selftest)
     selftest = report.get("selftest")
     emit(report, as_json, f"ok: {report['files']} files match their checksums"
-         + (f"; self-test passed (max abs {selftest['max_abs']})" if selftest else ""))
+         + (f"; self-test passed (max abs {selftest['max_abs']})" if selftest else "")
+         + (f"; {report['note']}" if report.get("note") else ""))

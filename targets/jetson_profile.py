@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Jetson bundle steps, run ON the device (TensorRT 10 with trtexec; numpy only, no torch).
+
+    python jetson.py build      # trtexec builds model.engine from the bundle's ONNX with the recorded settings
+    python jetson.py profile    # trtexec times the engine; writes profile.json in `compress profile`'s format
+
+Engines are never shipped: they are tied to the GPU and the TensorRT version, so they are built here.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from run import host_info, latency_stats  # noqa: E402  (the bundle's run.py, beside this file)
+
+
+def build(manifest: dict) -> int:
+    """Run the recorded trtexec build command."""
+    command = manifest["jetson"]["build_command"]
+    print(" ".join(command))
+    return subprocess.call(command, cwd=HERE)
+
+
+def profile(manifest: dict, seconds: float = 3.0) -> int:
+    """Time the engine with trtexec (warm-up 200 ms, >= 10 iterations and ``seconds``) and convert its times."""
+    times = HERE / "times.json"
+    jetson = manifest["jetson"]
+    command = ["trtexec", f"--loadEngine={jetson['engine']}", "--warmUp=200", "--iterations=10",
+               f"--duration={seconds:g}", f"--exportTimes={times.name}", *jetson.get("shape_args", [])]
+    code = subprocess.call(command, cwd=HERE)
+    if code != 0:
+        return code
+    result = profile_from_times(json.loads(times.read_text()), manifest, seconds)
+    (HERE / "profile.json").write_text(json.dumps(result, indent=2))
+    print(f"median {result['latency_ms']['median']:.3f} ms, p99 {result['latency_ms']['p99']:.3f} ms -> profile.json")
+    return 0
+
+
+def profile_from_times(records: list, manifest: dict, seconds: float) -> dict:
+    """trtexec's --exportTimes records -> the JSON `compress profile` writes (same statistics and protocol keys)."""
+    jetson = manifest["jetson"]
+    latencies = [r["latencyMs"] for r in records]
+    wall_s = (records[-1]["endHostMs"] - records[0]["startHostMs"]) / 1000.0 if len(records) > 1 else 0.0
+    result = latency_stats(latencies, batch=jetson.get("batch", 1), wall_s=wall_s)
+    result["protocol"] = {
+        "warmup_s": 0.2, "min_iterations": 10, "min_duration_s": seconds, "timed_s": wall_s,
+        "batch": jetson.get("batch", 1), "timer": "trtexec --exportTimes (H2D + GPU compute + D2H per query)",
+        "inputs": "trtexec bindings, allocated once", "runtime": "tensorrt",
+        "runtime_version": _trt_version(), "host": {**host_info(), "device": platform.node()},
+        "latency": "trtexec latencyMs: H2D + compute + D2H",
+    }
+    result.update({"target": "tensorrt", "precision": manifest["precision"], "device": "jetson",
+                   "artifact": jetson["engine"], "warnings": []})
+    return result
+
+
+def _trt_version() -> str:
+    try:
+        import tensorrt
+
+        return tensorrt.__version__
+    except ImportError:
+        return "unknown (trtexec)"
+
+
+def main(argv=None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    manifest = json.loads((HERE / "manifest.json").read_text())
+    if not args or args[0] not in ("build", "profile"):
+        print(__doc__)
+        return 2
+    return build(manifest) if args[0] == "build" else profile(manifest, float(args[1]) if len(args) > 1 else 3.0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
