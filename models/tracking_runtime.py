@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from dataclasses import dataclass
 
@@ -195,6 +196,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     try:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also under `python -I`
         import run  # the bundle's run.py, in the same folder
 
         folder = run.Path(run.__file__).resolve().parent

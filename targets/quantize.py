@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,11 +100,12 @@ def quantize_nncf(onnx_path: Path, feeds: Sequence[Feed], options: Int8Options =
     from calibration.adapters import nncf_dataset
 
     model = ov.convert_model(str(onnx_path))
-    ignored = None
-    if options.exclude:  # OpenVINO names an op after the ONNX node or its output tensor: give both
-        graph = onnx.load(str(onnx_path), load_external_data=False).graph
-        outputs = [n.output[0] for n in graph.node if n.name in options.exclude and n.output]
-        ignored = nncf.IgnoredScope(names=[*options.exclude, *outputs], validate=False)
+    # Quantize the same op kinds as the Q/DQ path (conv and matmul inputs); OpenVINO names an op after the
+    # ONNX node, with suffixes such as "/WithoutBiases", so excluded nodes are matched as name patterns.
+    keep_types = {"Convolution", "GroupConvolution", "MatMul"}
+    other_types = sorted({op.get_type_name() for op in model.get_ops()} - keep_types)
+    patterns = [f"{re.escape(name)}(/.*)?" for name in options.exclude]
+    ignored = nncf.IgnoredScope(types=other_types, patterns=patterns, validate=False)
     preset = nncf.QuantizationPreset.PERFORMANCE
     logging.getLogger("nncf").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()):

@@ -1,0 +1,86 @@
+"""FP32 vs FP16 vs INT8 for the SR student on this CPU, in ONNX Runtime and OpenVINO.
+
+Uses the published SPAN-Tiny (../shared/reference/span/spantiny26.pth; the DSCLoRA student's exact graph)
+or, with --weights, a student checkpoint from a run. Latency is profiled at 1x3x128x128 in one process
+(machine noise here is up to ~25% run to run, so compare within one run); PSNR-Y is measured through
+each engine on the held-out photographs. INT8 is calibrated on training-split patches; the accuracy
+gate (0.1 dB) keeps the most sensitive layers in float when needed. Run:
+
+    python benchmarks/precision_matrix.py [--seconds 5] [--weights runs/sr-dsclora/checkpoints/student.pt]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+SPAN = Path(__file__).resolve().parents[2] / "shared" / "reference" / "span" / "spantiny26.pth"
+ROWS = [("onnxruntime", "fp32", "qdq"), ("onnxruntime", "fp16", "qdq"), ("onnxruntime", "int8", "qdq"),
+        ("openvino", "fp32", "qdq"), ("openvino", "fp16", "qdq"), ("openvino", "bf16", "qdq"),
+        ("openvino", "int8", "qdq"), ("openvino", "int8", "nncf")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--weights", default=None, help="student state dict (.pt) instead of published SPAN-Tiny")
+    parser.add_argument("--budget", type=float, default=0.1)
+    args = parser.parse_args()
+
+    from compressor.pipeline import _build_int8
+    from compressor.recipe import DeployConfig, TargetChoice, load_recipe
+    from compressor.tasks import TASKS, RoleModel
+    from compressor.tasks.base import RunContext
+    from models import create_model
+    from targets.onnx import export_onnx
+    from targets.openvino import cpu_supports_bf16
+    from targets.profile import ProfileOptions, profile_runner
+    from targets.table import load_target, open_runner
+    from targets.tensor_spec import TensorSpec
+
+    model = create_model("span_tiny", weights=str(SPAN) if SPAN.exists() and not args.weights else None)
+    if args.weights:
+        model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
+    recipe = load_recipe("sr-dsclora")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        task = TASKS.get("super-resolution")(recipe.settings, RunContext(out_dir=folder, seed=0, quick=True))
+        onnx = export_onnx(model.eval(), task.input_specs(), ["sr"], folder / "student.onnx")
+        deploy = DeployConfig(int8_budget=args.budget)
+        feed_spec = TensorSpec.parse("image:1x3x128x128:float32:0..1")
+        from targets.inputs import random_feed
+
+        feed = random_feed([feed_spec])
+        print(f"SR student ({'published SPAN-Tiny' if not args.weights else args.weights}), input 1x3x128x128, "
+              f"{args.seconds:g} s per engine, {torch.get_num_threads()} threads")
+        print(f"{'runtime':<12} {'precision':<10} {'quantizer':<9} | {'median ms':>9} | {'p99 ms':>8} | "
+              f"{'vs fp32':>7} | {'PSNR-Y dB':>9} | {'dPSNR':>7} | kept in float")
+        print("-" * 100)
+        base: dict[str, tuple[float, float]] = {}
+        for runtime, precision, quantizer in ROWS:
+            if precision == "bf16" and not cpu_supports_bf16():
+                continue
+            kept = "-"
+            if precision == "int8":
+                choice = TargetChoice(runtime, "int8", quantizer)
+                artifact, gate = _build_int8(task, onnx, RoleModel(model, ["sr"], "bench"), choice, folder,
+                                             f"{runtime}_{quantizer}", deploy)
+                kept = ", ".join(gate["kept_in_float"]) or "-"
+            else:
+                artifact = load_target(runtime).build(onnx.path, precision=precision, out_dir=folder,
+                                                      name=f"{runtime}_{precision}")
+            with open_runner(artifact) as runner:
+                psnr = task.evaluate(runner)["psnr_y"]
+                lat = profile_runner(runner, ProfileOptions(min_duration_s=args.seconds, min_iterations=20),
+                                     feed=feed)["latency_ms"]
+            base.setdefault(runtime, (lat["median"], psnr))
+            ref_ms, ref_psnr = base[runtime]
+            print(f"{runtime:<12} {precision:<10} {quantizer if precision == 'int8' else '':<9} | "
+                  f"{lat['median']:>9.2f} | {lat['p99']:>8.2f} | {ref_ms / lat['median']:>6.2f}x | {psnr:>9.4f} | "
+                  f"{psnr - ref_psnr:>+7.4f} | {kept}")
+
+
+if __name__ == "__main__":
+    main()
