@@ -102,3 +102,12 @@ def test_trtexec_times_become_a_compress_profile(exported, tmp_path):
     assert result["precision"] == "fp16" and result["protocol"]["runtime"] == "tensorrt"
     assert result["throughput_fps"] == pytest.approx(50 / 0.492)
     shutil.rmtree(bundle.folder)
+
+
+def test_cli_jetson_bundle(cli, exported, tmp_path):
+    result = cli("bundle", exported["tiny_convnet"].path, "--jetson", "--precision", "fp16", "--out", tmp_path,
+                 "--name", "jet")
+    assert result.code == 0, result.err
+    assert "jetson.py build" in result.out and (tmp_path / "jet.tar.gz").exists()
+    verified = cli("bundle", "verify", tmp_path / "jet.tar.gz")
+    assert verified.code == 0 and "builds its engine on the device" in verified.out

@@ -55,9 +55,7 @@ def create(artifact, out_dir, name, profile_json, duration_s, jetson, precision,
         feeds = load_calibration(calibration, str(loaded.path), 32) if calibration else None
         result = create_jetson_bundle(loaded, folder, precision=precision, calibration=feeds, name=name)
         emit({"folder": str(result.folder), "archive": str(result.archive)}, as_json,
-             f"jetson bundle {result.archive}
-on the device: python jetson.py build && python jetson.py profile
-"
+             f"jetson bundle {result.archive}\non the device: python jetson.py build && python jetson.py profile\n"
              f"then here:    compress report RUN_DIR --device-profile profile.json")
         return
     try:
