@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 SPAN_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "span"

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -57,3 +60,25 @@ def assert_one_line_error(result: CliResult, *needles: str) -> None:
     assert "Traceback" not in result.err
     for needle in needles:
         assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="session")
+def runtime_only_python(tmp_path_factory) -> Path:
+    """A Python that can import numpy and onnxruntime, and neither torch nor edge-compress: a device."""
+    root = tmp_path_factory.mktemp("device-env")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "env")], check=True)
+    python = root / "env" / "bin" / "python"
+    only = root / "only"
+    only.mkdir()
+    site = Path(sysconfig.get_paths()["purelib"])
+    for package in ("numpy", "numpy.libs", "onnxruntime"):
+        if (site / package).exists():
+            (only / package).symlink_to(site / package)
+    env_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    Path(env_site, "only.pth").write_text(str(only) + "\n")
+    for module in ("numpy", "onnxruntime"):
+        assert subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, cwd=root).returncode == 0
+    for module in ("torch", "compressor"):  # probed outside the repository, which would be on sys.path
+        assert subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, cwd=root).returncode != 0
+    return python

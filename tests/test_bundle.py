@@ -2,8 +2,6 @@ import io
 import json
 import os
 import subprocess
-import sys
-import sysconfig
 import tarfile
 from pathlib import Path
 
@@ -46,22 +44,9 @@ def test_verify_archive_and_folder(ort_bundle):
     assert verify_bundle(ort_bundle.folder, run_selftest=False)["files"] == 5
 
 
-def test_run_py_needs_only_numpy_and_onnxruntime(ort_bundle, tmp_path):
+def test_run_py_needs_only_numpy_and_onnxruntime(ort_bundle, runtime_only_python):
     """A separate environment where only numpy and onnxruntime are importable: no torch, no edge-compress."""
-    env_dir = tmp_path / "env"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
-    python = env_dir / "bin" / "python"
-    only = tmp_path / "only"
-    only.mkdir()
-    site = Path(sysconfig.get_paths()["purelib"])
-    for package in ("numpy", "numpy.libs", "onnxruntime"):
-        if (site / package).exists():
-            (only / package).symlink_to(site / package)
-    env_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    Path(env_site, "only.pth").write_text(str(only) + "\n")
-    probe = subprocess.run([str(python), "-c", "import torch"], capture_output=True, text=True)
-    assert probe.returncode != 0, "the separate environment must not see torch"
+    python = runtime_only_python
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([str(python), "run.py", "--selftest"], cwd=ort_bundle.folder, capture_output=True,
                           text=True, env=env)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from compressor.data.can import CanDataError, Capture, build_windows, split_targets
-from compressor.data.can_generator import GeneratorConfig, generate
-from compressor.data.can_stream import FRAME_TOKENS, PAD, Frames, frame_tokens, sequence_length, window_tokens
+from compressor.data.can_generator import VEHICLE, GeneratorConfig, generate
+from compressor.data.can_stream import (FRAME_TOKENS, PAD, UNK_ID, Frames, frame_tokens, sequence_length,
+                                        window_tokens)
 
 
 def _frames(count: int) -> Frames:
@@ -51,7 +52,8 @@ def test_split_is_chronological_with_a_gap_and_no_shared_frames():
 def test_build_windows_over_captures_labels_each_window_by_its_target_frame():
     captures = [Capture("fuzzy", "fuzzy", generate(GeneratorConfig(duration_s=26.0, attack="fuzzy", seed=2))),
                 Capture("dos", "dos", generate(GeneratorConfig(duration_s=32.0, attack="dos", seed=2)))]
-    sets = build_windows(captures, window=4, gap=16, max_windows={"train": 5000})
+    sets, vocab = build_windows(captures, window=4, gap=16, max_windows={"train": 5000}, id_min_share=2e-4)
+    assert vocab == sorted([p.can_id for p in VEHICLE] + [0x000])  # the bus's IDs and the flood's; not fuzz
     assert len(sets["train"]) == 5000 and set(np.unique(sets["train"].sources)) == {0, 1}
     for name, windows in sets.items():
         counts = windows.class_counts()
@@ -61,6 +63,9 @@ def test_build_windows_over_captures_labels_each_window_by_its_target_frame():
     tokens, labels = test.batch(np.arange(len(test)))
     assert tokens.dtype == np.int64 and tokens.shape[1] == 13 and labels.dtype == np.int64
     fuzzy_rows = tokens[labels == 2]
-    assert fuzzy_rows.shape[0] > 0
+    assert np.mean(fuzzy_rows[:, -10] == UNK_ID) > 0.95  # random IDs share the UNK token
+    assert not (tokens[labels == 0][:, -10] == UNK_ID).any()
+    everything, none = build_windows(captures, window=4, gap=16, id_min_share=None)
+    assert none is None and not (everything["test"].tokens[:, -10] == UNK_ID).any()
     with pytest.raises(CanDataError, match="holds no windows"):
         build_windows(captures[1:], window=4, fractions=(1.0, 0.0, 0.0))

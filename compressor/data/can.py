@@ -16,7 +16,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from compressor.data.can_stream import CanLogError, Frames, frame_tokens, parse_lines, window_tokens
+from compressor.data.can_stream import (CanLogError, Frames, frame_tokens, id_table, parse_lines, sequence_length,
+                                        window_tokens)
 from compressor.errors import CompressError
 
 log = logging.getLogger(__name__)
@@ -147,25 +148,46 @@ class WindowSet:
         return {name: int(n) for name, n in zip(CLASSES, np.bincount(self.labels, minlength=len(CLASSES)))}
 
 
+def id_vocabulary(captures: Sequence[Capture], splits: Sequence[dict[str, np.ndarray]],
+                  min_share: float | None) -> list[int] | None:
+    """IDs making up at least ``min_share`` of the training frames (None: every 11-bit ID is its own token).
+
+    Rarer IDs share UNK_ID: a fuzzer's random IDs are each seen a handful of times, too few to train an
+    embedding of their own, while the bus's periodic IDs (and a flood's) are seen thousands of times.
+    """
+    if min_share is None:
+        return None
+    ids = np.concatenate([c.frames.can_id[:s["train"].max() + 1] for c, s in zip(captures, splits)
+                          if len(s["train"])])
+    values, counts = np.unique(ids[ids < 2048], return_counts=True)
+    return values[counts >= min_share * len(ids)].tolist()
+
+
 def build_windows(captures: Sequence[Capture], *, window: int, context: str = "ids",
                   fractions: Sequence[float] = (0.6, 0.2, 0.2), gap: int = 0,
-                  max_windows: Mapping[str, int | None] | None = None) -> dict[str, WindowSet]:
-    """Windows of every split over all captures; ``max_windows[split]`` keeps an evenly spaced subset."""
-    parts: dict[str, list] = {name: [] for name in SPLITS}
-    for c, capture in enumerate(captures):
-        tokens, labels = frame_tokens(capture.frames), capture.labels
-        for name, targets in split_targets(len(capture.frames), window=window, fractions=fractions,
-                                           gap=gap).items():
-            parts[name].append((window_tokens(tokens, targets, window, context).astype(np.int32),
-                                labels[targets], np.full(len(targets), c)))
-    sets = {}
-    for name, chunks in parts.items():
-        tokens, labels, sources = (np.concatenate(x) for x in zip(*chunks))
+                  max_windows: Mapping[str, int | None] | None = None,
+                  id_min_share: float | None = None) -> tuple[dict[str, WindowSet], list[int] | None]:
+    """Windows of every split over all captures, and the ID vocabulary (from the training blocks only);
+    ``max_windows[split]`` keeps an evenly spaced subset."""
+    splits = [split_targets(len(c.frames), window=window, fractions=fractions, gap=gap) for c in captures]
+    vocab = id_vocabulary(captures, splits, id_min_share)
+    table, chosen = id_table(vocab), {}
+    for name in SPLITS:  # pick the windows first, so a multi-million-frame file is tokenised only where needed
+        sources = np.concatenate([np.full(len(s[name]), c) for c, s in enumerate(splits)])
+        targets = np.concatenate([s[name] for s in splits])
         limit = (max_windows or {}).get(name)
-        if limit is not None and len(labels) > limit:
-            keep = np.unique(np.linspace(0, len(labels) - 1, limit).round().astype(np.int64))
-            tokens, labels, sources = tokens[keep], labels[keep], sources[keep]
-        if len(labels) == 0:
+        if limit is not None and len(targets) > limit:
+            keep = np.unique(np.linspace(0, len(targets) - 1, limit).round().astype(np.int64))
+            sources, targets = sources[keep], targets[keep]
+        if len(targets) == 0:
             raise CanDataError(f"the {name} split holds no windows: use more data or a shorter window")
-        sets[name] = WindowSet(tokens, labels, sources)
-    return sets
+        chosen[name] = (sources, targets)
+    sets = {name: WindowSet(np.empty((len(t), sequence_length(window, context)), np.int32),
+                            np.empty(len(t), np.int64), s) for name, (s, t) in chosen.items()}
+    for c, capture in enumerate(captures):
+        tokens, labels = frame_tokens(capture.frames, table), capture.labels
+        for name, (sources, targets) in chosen.items():
+            mine = sources == c
+            sets[name].tokens[mine] = window_tokens(tokens, targets[mine], window, context)
+            sets[name].labels[mine] = labels[targets[mine]]
+    return sets, vocab

@@ -20,13 +20,16 @@ import json
 import os
 import select
 import sys
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-FORMATS = ("csv", "txt", "candump")
 FLAGS = {"T": 1, "R": 0}  # Car-Hacking: T injected, R normal; -1 = no label in the log
+HEX = set("0123456789abcdefABCDEF")
 # Vocabulary: specials, then byte, DLC and 11-bit ID tokens (no vocabulary file needed).
 PAD, CLS, SEP, VOID, UNK_ID = 0, 1, 2, 3, 4
 BYTE0 = 8
@@ -50,10 +53,6 @@ class Frames:
 
     def __len__(self):
         return len(self.ts)
-
-    def take(self, index):
-        """The frames at ``index`` (a slice or an index array)."""
-        return Frames(self.ts[index], self.can_id[index], self.dlc[index], self.data[index], self.flag[index])
 
 
 # ---------------------------------------------------------------- parsing
@@ -108,8 +107,9 @@ def diagnose(line, fmt):
         f = text.split(",")
         if len(f) < 4:
             return f"expected ts,id,dlc,data...,flag; got {len(f)} field(s)"
-        checks = [(_is_float(f[0]), f"timestamp {f[0]!r} is not a number"),
-                  (_is_hex(f[1], 8), f"CAN ID {f[1]!r} is not hexadecimal"),
+        checks = [(f[0].replace(".", "", 1).strip().isdigit(), f"timestamp {f[0]!r} is not a number"),
+                  (0 < len(f[1].strip()) <= 8 and all(c in HEX for c in f[1].strip()),
+                   f"CAN ID {f[1]!r} is not hexadecimal"),
                   (f[2].strip().isdigit() and int(f[2]) <= 8, f"DLC {f[2]!r} is not 0..8")]
         for ok, why in checks:
             if not ok:
@@ -125,27 +125,17 @@ def diagnose(line, fmt):
     return "expected '(TS) IFACE ID#HEXDATA' with at most 8 data bytes"
 
 
-def _is_float(text):
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def _is_hex(text, digits):
-    text = text.strip()
-    return 0 < len(text) <= digits and all(c in "0123456789abcdefABCDEF" for c in text)
-
-
-def parse_lines(lines, *, fmt="auto", source="<log>", first_line=1, skip_malformed=False):
+def parse_lines(lines, *, fmt="auto", source="<log>", skip_malformed=False):
     """Parse an iterable of text lines into ``(Frames, malformed_count)``; blank lines are ignored.
 
     A malformed line raises :class:`CanLogError` naming ``source`` and its line number, unless
     ``skip_malformed`` is set, when it is counted and skipped.
     """
-    rows, skipped, parser = [], 0, PARSERS.get(fmt)
-    for number, line in enumerate(lines, first_line):
+    rows, chunks, skipped, parser = [], [], 0, PARSERS.get(fmt)
+    for number, line in enumerate(lines, 1):
+        if len(rows) == 1 << 16:  # columns per chunk: a 4M-row capture stays a few hundred MB
+            chunks.append(frames_from_rows(rows))
+            rows = []
         if parser is None:
             if not line.strip():
                 continue
@@ -163,7 +153,11 @@ def parse_lines(lines, *, fmt="auto", source="<log>", first_line=1, skip_malform
                 skipped += 1
                 continue
             raise CanLogError(f"{source} line {number}: {diagnose(line, fmt)}") from None
-    return frames_from_rows(rows), skipped
+    frames = [*chunks, frames_from_rows(rows)]
+    if len(frames) == 1:
+        return frames[0], skipped
+    columns = ("ts", "can_id", "dlc", "data", "flag")
+    return Frames(*(np.concatenate([getattr(f, c) for f in frames]) for c in columns)), skipped
 
 
 def frames_from_rows(rows):
@@ -193,10 +187,22 @@ def sequence_length(window, context="ids"):
     return (window - 1) * (1 if context == "ids" else FRAME_TOKENS) + FRAME_TOKENS
 
 
-def frame_tokens(frames):
-    """N x 10 int64 tokens ``[ID, DLC, B0..B7]``; bytes past the DLC are VOID, IDs above 0x7FF are UNK_ID."""
+def id_table(vocab=None):
+    """Token of each 11-bit ID: its own for IDs in ``vocab`` (all of them when ``vocab`` is None), else UNK_ID."""
+    table = ID0 + np.arange(2048, dtype=np.int64)
+    if vocab is not None:
+        known = np.zeros(2048, bool)
+        known[np.asarray(list(vocab), np.int64)] = True
+        table[~known] = UNK_ID
+    return table
+
+
+def frame_tokens(frames, ids=None):
+    """N x 10 int64 tokens ``[ID, DLC, B0..B7]`` (``ids``: an :func:`id_table`; IDs above 0x7FF are UNK_ID);
+    bytes past the DLC are VOID."""
     out = np.empty((len(frames), FRAME_TOKENS), np.int64)
-    out[:, 0] = np.where(frames.can_id < 2048, ID0 + frames.can_id, UNK_ID)
+    ids = id_table() if ids is None else ids
+    out[:, 0] = np.where(frames.can_id < 2048, ids[np.minimum(frames.can_id, 2047)], UNK_ID)
     out[:, 1] = DLC0 + frames.dlc
     out[:, 2:] = np.where(np.arange(8) < frames.dlc[:, None], BYTE0 + frames.data.astype(np.int64), VOID)
     return out
@@ -223,58 +229,79 @@ def window_tokens(tokens, targets, window, context="ids"):
 class StreamDetector:
     """Sliding-window detector over a stream of frames, batching frames that arrive together.
 
-    ``infer(tokens) -> logits`` runs the model. ``process(lines, arrivals)`` parses, tokenises and classifies
-    a batch of raw lines; each frame's latency is measured from its arrival to its verdict.
+    ``submit(lines, arrivals)`` parses and tokenises a batch (in order: the window's context carries over
+    between batches) and starts ``infer(tokens) -> logits`` on one of ``workers`` threads (the runtime
+    releases the GIL, so batches overlap on several cores); verdicts are collected in arrival order. Each
+    frame's latency runs from its arrival to the moment its batch's verdicts are collected.
     """
 
-    def __init__(self, infer, *, window, context, classes, fmt="auto", skip_malformed=True, on_alert=None):
+    def __init__(self, infer, *, window, context, classes, id_vocab=None, fmt="auto", skip_malformed=True,
+                 on_alert=None, workers=1):
         self.infer, self.window, self.context, self.classes = infer, window, context, list(classes)
-        self.fmt, self.skip_malformed, self.on_alert = fmt, skip_malformed, on_alert
+        self.ids = id_table(id_vocab)
+        self.fmt, self.skip_malformed, self.on_alert, self.workers = fmt, skip_malformed, on_alert, workers
+        self.pool = ThreadPoolExecutor(workers) if workers > 1 else None
+        self.pending = deque()
         self.history = np.zeros((0, FRAME_TOKENS), np.int64)
-        self.latency, self.busy_s, self.batches, self.malformed, self.lines = [], 0.0, 0, 0, 0
+        self.latency, self.batches, self.malformed = [], 0, 0
         self.counts = np.zeros(len(self.classes), np.int64)
-        self.confusion = np.zeros((2, 2), np.int64)  # [flag in log, flagged by us] where the log has flags
+        self.confusion = np.zeros((2, 2), np.int64)  # [flag in the log, flagged by us] where the log has flags
         self.first_ts = self.last_ts = None
 
-    def process(self, lines, arrivals):
-        """Classify ``lines`` (which arrived at ``arrivals``, perf_counter seconds); returns predicted classes."""
-        start = time.perf_counter()
+    def submit(self, lines, arrivals):
+        """Start classifying ``lines`` (arrived at ``arrivals``, perf_counter seconds)."""
         if self.fmt == "auto":
             first = next((line for line in lines if line.strip()), None)
             if first is None:
-                return np.zeros(0, np.int64)
+                return
             self.fmt = detect_format(first)
         frames, bad = parse_lines(lines, fmt=self.fmt, source="<stream>", skip_malformed=self.skip_malformed)
-        self.malformed, self.lines = self.malformed + bad, self.lines + len(lines)
+        self.malformed += bad
         if len(frames) == 0:
-            return np.zeros(0, np.int64)
-        tokens = np.concatenate([self.history, frame_tokens(frames)])
-        keep = self.window - 1
-        targets = np.arange(len(self.history), len(tokens))
-        logits = self.infer(window_tokens(tokens, targets, self.window, self.context))
-        self.history = tokens[len(tokens) - keep:] if keep else self.history
-        done = time.perf_counter()
-        predicted = np.argmax(logits, axis=1)
+            return
+        tokens = np.concatenate([self.history, frame_tokens(frames, self.ids)])
+        windows = window_tokens(tokens, np.arange(len(self.history), len(tokens)), self.window, self.context)
+        self.history = tokens[max(0, len(tokens) - self.window + 1):] if self.window > 1 else self.history
         arrivals = np.asarray(arrivals, np.float64)
-        if len(arrivals) != len(frames):  # malformed lines were dropped: charge the batch's earliest arrival
+        if len(arrivals) != len(frames):  # malformed lines were dropped: charge the earliest arrival
             arrivals = np.full(len(frames), arrivals.min())
-        self._record(frames, logits, predicted, done - arrivals, done - start)
-        return predicted
+        job = self.pool.submit(self.infer, windows) if self.pool else self.infer(windows)
+        self.pending.append((frames, arrivals, job))
+        while len(self.pending) > self.workers:
+            self._collect()
 
-    def _record(self, frames, logits, predicted, latency, busy):
-        self.latency.append(latency)
-        self.busy_s, self.batches = self.busy_s + busy, self.batches + 1
-        self.counts += np.bincount(predicted, minlength=len(self.classes))
-        self.first_ts = frames.ts[0] if self.first_ts is None else self.first_ts
-        self.last_ts = frames.ts[-1]
-        labelled = frames.flag >= 0
-        np.add.at(self.confusion, (frames.flag[labelled], (predicted[labelled] > 0).astype(np.int64)), 1)
+    def drain(self):
+        """Collect every batch still in flight."""
+        while self.pending:
+            self._collect()
+
+    def process(self, lines, arrivals):
+        """Classify ``lines`` now (submit, then drain)."""
+        self.submit(lines, arrivals)
+        self.drain()
+
+    def close(self):
+        self.drain()
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def _collect(self):
+        frames, arrivals, job = self.pending.popleft()
+        logits = job.result() if self.pool else job
+        predicted = np.argmax(logits, axis=1)
         flagged = np.flatnonzero(predicted > 0)
         if self.on_alert is not None and len(flagged):
             shifted = logits[flagged] - logits[flagged].max(axis=1, keepdims=True)
             normal = np.exp(shifted[:, 0]) / np.exp(shifted).sum(axis=1)
             self.on_alert(frames.ts[flagged], frames.can_id[flagged],
                           [self.classes[c] for c in predicted[flagged]], 1.0 - normal)
+        self.latency.append(time.perf_counter() - arrivals)
+        self.batches += 1
+        self.counts += np.bincount(predicted, minlength=len(self.classes))
+        self.first_ts = frames.ts[0] if self.first_ts is None else self.first_ts
+        self.last_ts = frames.ts[-1]
+        labelled = frames.flag >= 0
+        np.add.at(self.confusion, (frames.flag[labelled], (predicted[labelled] > 0).astype(np.int64)), 1)
 
     def summary(self, wall_s):
         """Throughput, arrival-to-verdict latency, real-time factor against the log's bus rate, detections."""
@@ -282,12 +309,10 @@ class StreamDetector:
         frames = int(sum(map(len, self.latency)))
         span = (self.last_ts - self.first_ts) if frames > 1 else 0.0
         bus = (frames - 1) / span if span > 0 else 0.0
-        fps, capacity = frames / wall_s if wall_s > 0 else 0.0, frames / self.busy_s if self.busy_s > 0 else 0.0
-        result = {"frames": frames, "malformed_skipped": self.malformed, "wall_s": wall_s, "busy_s": self.busy_s,
-                  "frames_per_s": fps, "capacity_frames_per_s": capacity, "bus_rate_frames_per_s": bus,
-                  "log_span_s": span, "real_time_factor": fps / bus if bus else 0.0,
-                  "capacity_real_time_factor": capacity / bus if bus else 0.0,
-                  "batches": self.batches, "mean_batch": frames / max(self.batches, 1),
+        fps = frames / wall_s if wall_s > 0 else 0.0
+        result = {"frames": frames, "malformed_skipped": self.malformed, "wall_s": wall_s, "frames_per_s": fps,
+                  "bus_rate_frames_per_s": bus, "log_span_s": span, "real_time_factor": fps / bus if bus else 0.0,
+                  "batches": self.batches, "mean_batch": frames / max(self.batches, 1), "workers": self.workers,
                   "latency_ms": {"mean": float(lat.mean()), "p50": float(np.percentile(lat, 50)),
                                  "p90": float(np.percentile(lat, 90)), "p99": float(np.percentile(lat, 99)),
                                  "max": float(lat.max())},
@@ -300,16 +325,19 @@ class StreamDetector:
         return result
 
 
-def stream_fd(detector, fd, *, max_batch=256, max_latency_s=0.005, chunk=1 << 16):
-    """Read ``fd`` as lines arrive; run a batch when ``max_batch`` frames wait or the oldest waited
-    ``max_latency_s``. Returns the wall time from the first read to the last verdict."""
+def stream_fd(detector, fd, *, max_batch=128, max_latency_s=0.005, chunk=1 << 16):
+    """Read ``fd`` as lines arrive; submit a batch when ``max_batch`` frames wait or the oldest waited
+    ``max_latency_s``; when nothing is left to read, collect the batches in flight. Returns the wall time
+    from the first read to the last verdict."""
     carry, lines, arrivals, begin = b"", [], [], None
     while True:
-        waiting = max(0.0, arrivals[0] + max_latency_s - time.perf_counter()) if lines else None
-        if lines and not select.select([fd], [], [], waiting)[0]:
-            detector.process(lines, arrivals)
-            lines, arrivals = [], []
-            continue
+        if not select.select([fd], [], [], 0)[0]:  # the input is quiet: finish what is in flight
+            detector.drain()
+            waiting = max(0.0, arrivals[0] + max_latency_s - time.perf_counter()) if lines else None
+            if not select.select([fd], [], [], waiting)[0]:
+                detector.submit(lines, arrivals)
+                lines, arrivals = [], []
+                continue
         data = os.read(fd, chunk)
         now = time.perf_counter()
         begin = now if begin is None else begin
@@ -320,17 +348,18 @@ def stream_fd(detector, fd, *, max_batch=256, max_latency_s=0.005, chunk=1 << 16
         lines += [p.decode("ascii", "replace") for p in parts]
         arrivals += [now] * len(parts)
         while len(lines) >= max_batch or (lines and now - arrivals[0] >= max_latency_s):
-            detector.process(lines[:max_batch], arrivals[:max_batch])
+            detector.submit(lines[:max_batch], arrivals[:max_batch])
             lines, arrivals = lines[max_batch:], arrivals[max_batch:]
     if carry.strip():
         lines.append(carry.decode("ascii", "replace"))
         arrivals.append(time.perf_counter())
     if lines:
-        detector.process(lines, arrivals)
+        detector.submit(lines, arrivals)
+    detector.drain()
     return time.perf_counter() - (begin or time.perf_counter())
 
 
-def stream_replay(detector, lines, *, speed, max_batch=256, max_latency_s=0.005):
+def stream_replay(detector, lines, *, speed, max_batch=128, max_latency_s=0.005):
     """Replay ``lines`` with arrivals paced by their own timestamps at ``speed`` x real time.
 
     Timestamps come from a pre-scan (that is the simulated bus, untimed); each batch is parsed again when
@@ -348,12 +377,14 @@ def stream_replay(detector, lines, *, speed, max_batch=256, max_latency_s=0.005)
         waiting = int(np.searchsorted(due, now, side="right")) - done
         if waiting >= max_batch or (waiting > 0 and (now >= due[done] + max_latency_s or done + waiting == total)):
             stop = done + min(waiting, max_batch)
-            detector.process(lines[done:stop], due[done:stop])
+            detector.submit(lines[done:stop], due[done:stop])
             done = stop
             continue
-        # sleep until the oldest waiting frame's deadline, or the arrival that fills a batch
+        detector.drain()  # nothing to submit yet: finish what is in flight, then sleep
+        # until the oldest waiting frame's deadline, or the arrival that fills a batch
         wake = min(due[done] + max_latency_s, due[min(done + max_batch, total) - 1]) if waiting else due[done]
-        time.sleep(max(0.0, wake - now))
+        time.sleep(max(0.0, wake - time.perf_counter()))
+    detector.drain()
     return time.perf_counter() - begin
 
 
@@ -361,27 +392,43 @@ def _print_alerts(ts, can_ids, classes, scores):
     sys.stdout.write("".join(f"{t:.6f},{i:03x},{c},{s:.3f}\n" for t, i, c, s in zip(ts, can_ids, classes, scores)))
 
 
+def bundle_infer(folder, threads=1):
+    """``infer(tokens) -> logits`` over the bundle's model, one backend per calling thread (a runtime's
+    request object is not shared between threads)."""
+    import run  # the bundle's runtime (run.py beside this file): backends and manifest
+
+    config = json.loads((Path(folder) / "ids_config.json").read_text())
+    manifest, local = run.load_manifest(folder), threading.local()
+    run.open_backend(folder, manifest, threads)  # fail early, in the caller's thread, on a bad bundle
+
+    def infer(tokens):
+        if not hasattr(local, "backend"):
+            local.backend = run.open_backend(folder, manifest, threads)
+        return local.backend.run({config["input"]: tokens})[config["output"]]
+
+    return infer, config
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("log", help="CAN log file, or - for stdin")
-    parser.add_argument("--max-batch", type=int, default=256, help="most frames per inference")
+    parser.add_argument("--max-batch", type=int, default=128, help="most frames per inference")
     parser.add_argument("--max-latency-ms", type=float, default=5.0, help="longest a frame waits for its batch")
-    parser.add_argument("--threads", type=int, default=1, help="runtime threads (1 suits a small recurrent model)")
+    parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 2),
+                        help="batches in flight at once, each on its own core")
+    parser.add_argument("--threads", type=int, default=1, help="runtime threads per batch (1 suits a small RNN)")
     parser.add_argument("--replay", type=float, default=None, help="pace arrivals at this multiple of the log's rate")
     parser.add_argument("--quiet", action="store_true", help="do not print one line per flagged frame")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     args = parser.parse_args(argv)
     folder = Path(__file__).resolve().parent
     sys.path.insert(0, str(folder))
+    detector = None
     try:
-        import run  # the bundle's runtime: backends and manifest
-
-        config = json.loads((folder / "ids_config.json").read_text())
-        backend = run.open_backend(folder, run.load_manifest(folder), args.threads)
-        name, output = config["input"], config["output"]
-        alert = None if args.quiet else _print_alerts
-        detector = StreamDetector(lambda tokens: backend.run({name: tokens})[output], window=config["window"],
-                                  context=config["context"], classes=config["classes"], on_alert=alert)
+        infer, config = bundle_infer(folder, args.threads)
+        detector = StreamDetector(infer, window=config["window"], context=config["context"],
+                                  classes=config["classes"], id_vocab=config.get("id_vocab"),
+                                  on_alert=None if args.quiet else _print_alerts, workers=max(1, args.workers))
         options = dict(max_batch=args.max_batch, max_latency_s=args.max_latency_ms / 1e3)
         if args.replay:
             with open(args.log, encoding="ascii", errors="replace") as handle:
@@ -395,6 +442,9 @@ def main(argv=None):
         print(f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
               file=sys.stderr)
         return 2
+    finally:
+        if detector is not None:
+            detector.close()
     result = detector.summary(wall) | {"replay_speed": args.replay, "threads": args.threads,
                                        "max_batch": args.max_batch, "max_latency_ms": args.max_latency_ms}
     if args.json:

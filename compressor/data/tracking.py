@@ -58,7 +58,7 @@ class TrackingSequence:
         if isinstance(self.frames, np.ndarray):
             return self.frames[index]
         if index not in self._cache:
-            if len(self._cache) > 64:
+            if len(self._cache) >= 8:  # a few frames per sequence: pairs come from nearby frames
                 self._cache.clear()
             self._cache[index] = read_image(self.frames[index])
         return self._cache[index]

@@ -4,6 +4,7 @@ without KD as the baseline. The headline metric is the fuzzy class's F1: DoS and
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class IdsTrain:
     batch: int = 256
     grad_clip: float | None = 1.0
     select_every: int = 0
+    threads: int | None = None  # torch threads while training (a small RNN trains fastest on one)
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class IdsData:
     max_frames_per_file: int | None = None
     window: int = 4
     context: Literal["ids", "full"] = "ids"
+    id_min_share: float | None = 0.0002  # IDs rarer than this in training share one UNK token (None: none do)
     split: tuple[float, ...] = (0.6, 0.2, 0.2)
     gap: int = 64
     max_train_windows: int | None = None
@@ -109,6 +112,7 @@ class CanIntrusionTask(Task):
         super().__init__(settings, context)
         self.seq_len = sequence_length(settings.data.window, settings.data.context)
         self._windows: dict[str, WindowSet] | None = None
+        self.id_vocab: list[int] | None = None
         self._data_summary: dict[str, Any] = {}
         self._engines: dict[str, dict[str, Any]] = {}
 
@@ -139,10 +143,12 @@ class CanIntrusionTask(Task):
                 captures = load_captures(source, attack=d.attack, skip_malformed=d.skip_malformed,
                                          max_frames=d.max_frames_per_file)
             limits = {"train": d.max_train_windows, "val": d.max_val_windows, "test": d.max_test_windows}
-            self._windows = build_windows(captures, window=d.window, context=d.context, fractions=d.split,
-                                          gap=max(d.gap, d.window), max_windows=limits)
+            self._windows, self.id_vocab = build_windows(captures, window=d.window, context=d.context,
+                                                         fractions=d.split, gap=max(d.gap, d.window),
+                                                         max_windows=limits, id_min_share=d.id_min_share)
             self._data_summary = {
                 "source": source, "window": d.window, "context": d.context, "tokens_per_window": self.seq_len,
+                "id_vocabulary": None if self.id_vocab is None else [f"{i:03x}" for i in self.id_vocab],
                 "captures": [{"name": c.name, "attack": c.attack, "frames": len(c.frames),
                               "injected": int((c.frames.flag == 1).sum()), "malformed_skipped": c.malformed,
                               "seconds": float(c.frames.ts[-1] - c.frames.ts[0])} for c in captures],
@@ -239,13 +245,14 @@ class CanIntrusionTask(Task):
                 return
             score = self._selection_score(model)
             model.train()
-            if score > best["score"]:
+            if score >= best["score"]:  # ties: keep the later, longer-trained weights
                 best.update(score=score, iteration=iteration, state=copy.deepcopy(model.state_dict()))
 
         batches = self._batches(self.windows()["train"], stage, seed, targets)
         schedule = TrainSchedule(iterations=stage.iterations, lr=stage.lr, grad_clip=stage.grad_clip)
-        result = train(lambda batch: distiller(*batch), distiller.parameters(), batches, schedule, desc=role,
-                       on_step=validate)
+        with _torch_threads(stage.threads):
+            result = train(lambda batch: distiller(*batch), distiller.parameters(), batches, schedule, desc=role,
+                           on_step=validate)
         if best["state"] is not None:
             model.load_state_dict(best["state"])
         return result, {"iteration": best["iteration"], "val_score": best["score"]} if best["state"] else None
@@ -283,8 +290,10 @@ class CanIntrusionTask(Task):
         from targets.files import write_json
 
         d = self.settings.data
+        self.windows()  # the ID vocabulary comes from the training data
         config = {"window": d.window, "context": d.context, "classes": list(CLASSES), "input": "tokens",
-                  "output": "logits", "tokens_per_window": self.seq_len, "vocab": VOCAB}
+                  "output": "logits", "tokens_per_window": self.seq_len, "vocab": VOCAB,
+                  "id_vocab": self.id_vocab}
         path = write_json(Path(self.context.out_dir) / "ids_config.json", config)
         return {"detect.py": Path(can_stream.__file__), "ids_config.json": Path(path)}
 
@@ -295,6 +304,17 @@ class CanIntrusionTask(Task):
         from compressor.tasks.ids_report import render_details
 
         return render_details(self._data_summary, self._engines)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _feature_width(model, path: str, seq_len: int) -> int:

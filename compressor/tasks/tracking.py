@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 
 from compressor.config import ConfigError
 from compressor.losses.tracking import TrackingLossWeights
@@ -80,6 +79,7 @@ class TrackData:
     train_sequences: int = 32
     val_sequences: int = 12
     length: int = 100
+    val_length: int | None = None  # default: ``length``
     width: int = 256
     height: int = 192
     max_interval: int = 50
@@ -88,6 +88,7 @@ class TrackData:
     target_side: tuple[float, ...] = (14.0, 30.0)
     occluded_threshold: float = 0.3
     val_max_sequences: int | None = None
+    max_memory_mb: int = 2048  # larger built-in data sets are written under the run folder and read lazily
 
 
 @dataclass(frozen=True)
@@ -128,11 +129,14 @@ class TrackingTask(Task):
         d = self.settings.data
         if source == "builtin":
             count = d.train_sequences if split == "train" else d.val_sequences
+            length = d.length if split == "train" or d.val_length is None else d.val_length
             if len(d.target_side) != 2 or not 0 < d.target_side[0] <= d.target_side[1]:
                 raise ConfigError("data.target_side: expected [smallest, largest] target side in pixels")
-            config = AerialConfig(width=d.width, height=d.height, length=d.length,
+            config = AerialConfig(width=d.width, height=d.height, length=length,
                                   target_side=(d.target_side[0], d.target_side[1]))
-            return aerial_sequences(split, count=count, length=d.length, seed=d.seed, config=config)
+            in_memory = count * length * d.width * d.height * 3 <= d.max_memory_mb * 2**20
+            cache = None if in_memory else self.context.out_dir / "data"
+            return aerial_sequences(split, count=count, length=length, seed=d.seed, config=config, cache_dir=cache)
         return load_sequences(source)
 
     def sequences(self) -> tuple[list, list]:
@@ -140,8 +144,9 @@ class TrackingTask(Task):
         if self._train_seqs is None:
             train_src, val_src = self._sources()
             train = self._load(train_src, "train")
-            val = train if val_src == train_src else self._load(val_src, "val")
-            if val is train:
+            shared = val_src == train_src and train_src != "builtin"  # built-in data has its own val split
+            val = train if shared else self._load(val_src, "val")
+            if shared:
                 if len(train) < 2:
                     raise ConfigError(f"{train_src}: needs at least 2 sequences (one to train on, one held out), "
                                       f"or train/ and val/ folders")
