@@ -26,7 +26,9 @@ teacher: {model: can_bert_tiny, train: {iterations: 20, batch: 64}}
 student: {model: lsfidm_bilstm, train: {iterations: 160, batch: 128, lr: 0.004, select_every: 80}}
 distill: {label: 1.0, soft: 0.2, feature: 0.1, temperature: 2.0}  # a 20-step teacher knows little: lean on labels
 deploy:
-  targets: [{target: onnxruntime}]
+  targets: [{target: onnxruntime}, {target: onnxruntime, precision: int8}]
+  int8_budget: 1.0          # wiring only here: the gate's fallback has its own test
+  calibration_samples: 3
   compare_count: 1
   profile_seconds: 0.05
   profile_iterations: 3
@@ -77,6 +79,19 @@ def test_report_has_detection_metrics_for_every_role(tiny_run):
     assert student["selected"]["iteration"] in (80, 160)
     markdown = (tiny_run / "report.md").read_text()
     assert "## Detection by class" in markdown and "## Confusion matrices" in markdown
+
+
+def test_int8_student_is_calibrated_on_training_windows_and_gated(tiny_run):
+    import onnx
+
+    report = json.loads((tiny_run / "report.json").read_text())
+    (int8,) = [a for a in report["artifacts"] if a["precision"] == "int8"]
+    assert int8["role"] == "student" and int8["parity"]["passed"]
+    assert int8["int8_gate"]["passed"] and int8["int8_gate"]["calibration_samples"] == 3
+    ops = {node.op_type for node in onnx.load(int8["path"]).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    rows = {(r["target"], r["precision"]) for r in report["precision_matrix"]}
+    assert rows == {("onnxruntime", "fp32"), ("onnxruntime", "int8")}
 
 
 def test_bundle_holds_the_detector_and_verifies(tiny_run):

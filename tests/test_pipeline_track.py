@@ -18,7 +18,9 @@ student: {model: ortrack_d_cpu, train: {iterations: 3, batch: 4}}
 orr: {weight: 0.1}
 distill: {afkd: {weight: 0.05}, init: teacher}
 deploy:
-  targets: [{target: onnxruntime}, {target: openvino, precision: fp16}]
+  targets: [{target: onnxruntime}, {target: openvino, precision: fp16}, {target: onnxruntime, precision: int8}]
+  int8_budget: 1.0          # wiring only here: the gate's fallback has its own test
+  calibration_samples: 2
   compare_batches: [1, 2]
   compare_count: 1
   profile_seconds: 0.05
@@ -81,12 +83,14 @@ def test_report_has_tracking_metrics_for_every_role(tiny_run):
     assert report["models"]["teacher"]["params"] == 1_196_901
     assert report["models"]["student"]["params"] == report["models"]["baseline"]["params"] == 800_357
     assert {(a["role"], a["target"], a["precision"]) for a in report["artifacts"]} == {
-        ("student", "onnxruntime", "fp32"), ("student", "openvino", "fp16"),
+        ("student", "onnxruntime", "fp32"), ("student", "openvino", "fp16"), ("student", "onnxruntime", "int8"),
         ("teacher", "onnxruntime", "fp32"), ("baseline", "onnxruntime", "fp32")}
     assert all(a["parity"]["passed"] for a in report["artifacts"])
     summary = report["summary"]
     assert summary["teacher_to_student_latency_ratio"] > 0
     assert summary["student_minus_baseline"] == pytest.approx(summary["student_auc"] - summary["baseline_auc"])
+    (int8,) = [a for a in report["artifacts"] if a["precision"] == "int8"]
+    assert int8["int8_gate"]["passed"] and int8["int8_gate"]["calibration_samples"] == 2
     text = (tiny_run / "report.md").read_text()
     assert "| auc | precision |" in text and "{" not in text.split("## Engines")[0]
 

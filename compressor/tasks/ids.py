@@ -273,6 +273,16 @@ class CanIntrusionTask(Task):
     def profile_feed_specs(self) -> list[TensorSpec]:
         return [TensorSpec.parse(f"tokens:{self.settings.profile_batch}x{self.seq_len}:int64:0..{VOCAB}")]
 
+    def calibration_feeds(self, count: int) -> list[dict]:
+        """``count`` batches of training windows drawn across the whole split (attack bursts included),
+        256 windows at most per batch."""
+        train = self.windows()["train"]
+        rng = np.random.default_rng(self.context.seed + 99)
+        size = max(1, min(256, len(train) // max(count, 1)))
+        order = rng.permutation(len(train))[:size * count]
+        name = self.input_specs()[0].name
+        return [{name: train.tokens[np.sort(order[i:i + size])].astype(np.int64)} for i in range(0, len(order), size)]
+
     def evaluate(self, runner: Runner) -> dict[str, float]:
         test = self.windows()["test"]
         name = runner.input_specs[0].name

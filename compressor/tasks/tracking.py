@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 
 from compressor.config import ConfigError
 from compressor.losses.tracking import TrackingLossWeights
@@ -259,6 +260,14 @@ class TrackingTask(Task):
 
     def profile_feed_specs(self) -> list[TensorSpec]:
         return [spec.with_batch(1) for spec in self.input_specs()]
+
+    def calibration_feeds(self, count: int) -> list[dict]:
+        """``count`` template/search pairs from the training sequences, cropped and normalised as the
+        tracker runtime does (with the training jitter: the search target is not always centred)."""
+        template, search = (spec.name for spec in self.input_specs())
+        batches = self._batches(TrackTrain(batch=1), self.context.seed + 99)
+        return [{template: t.numpy().astype(np.float32), search: s.numpy().astype(np.float32)}
+                for t, s, _ in (next(batches) for _ in range(count))]
 
     def tracker_config(self):
         from models.tracking_runtime import TrackerConfig
