@@ -39,6 +39,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reconstruction", type=float, default=None, help="L1(S, HR) weight (default: recipe's)")
+    parser.add_argument("--output", type=float, default=None, help="L1(S, T) weight (default: recipe's)")
+    parser.add_argument("--affinity", type=float, default=None, help="affinity KD weight (default: recipe's)")
     args = parser.parse_args()
     if not SPAN_DIR.is_dir():
         sys.exit(f"published checkpoints not found at {SPAN_DIR}")
@@ -51,7 +54,10 @@ def main() -> None:
     recipe = load_recipe("sr-dsclora")
     settings = recipe.settings
     distill = dataclasses.replace(settings.distill, train=dataclasses.replace(
-        settings.distill.train, iterations=args.iterations, lr=args.lr, batch=8, patch=128))
+        settings.distill.train, iterations=args.iterations, lr=args.lr, batch=8, patch=128),
+        loss=dataclasses.replace(settings.distill.loss, **{k: v for k, v in (
+            ("reconstruction", args.reconstruction), ("output", args.output), ("affinity", args.affinity))
+            if v is not None}))
     settings = dataclasses.replace(settings, teacher=dataclasses.replace(settings.teacher, model="span_28"),
                                    distill=distill, data=dataclasses.replace(settings.data, val_max_size=100_000))
     context = RunContext(out_dir=Path("."), seed=args.seed, quick=False, stage=lambda text: print(text),
@@ -70,7 +76,8 @@ def main() -> None:
             "span_tiny", weights=str(SPAN_DIR / "team23_DSCF.pth"))), ("published SPAN-28 (teacher)", teacher.model),
         ("ours: ConvLoRA, no KD", no_kd.model), ("ours: DSCLoRA (affinity + output KD)", ours.model)]]
     print(f"\nheld-out scikit-image photographs ({', '.join(task._dataset('builtin', train=False).names)}), x4, "
-          f"whole images; fine-tuning {args.iterations} it on the 7 training photos ({seconds:.0f} s for both)")
+          f"whole images; fine-tuning {args.iterations} it at lr {args.lr:g} on the 7 training photos "
+          f"({seconds:.0f} s for both); loss weights {dataclasses.asdict(distill.loss)}")
     print(f"{'model':<38} | {'PSNR-Y dB':>9} | {'SSIM-Y':>7} | {'PSNR-RGB':>8}")
     print("-" * 72)
     for name, runner in rows:

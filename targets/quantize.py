@@ -37,6 +37,7 @@ class Int8Options:
     samples: int = 32
     op_types: tuple[str, ...] = QUANTIZED_OPS
     use_cache: bool = True
+    split_concat: bool = True  # give each part of a Concat feeding a Conv its own scale (exact rewrite)
     extra: dict = field(default_factory=dict)
 
 
@@ -73,8 +74,9 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
     act = QuantType.QInt8 if options.activations == "int8" else QuantType.QUInt8
     with tempfile.TemporaryDirectory(prefix="quant-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
+        source = _rewritten(onnx_path, Path(tmp) / "rewritten.onnx", options)
         with contextlib.redirect_stdout(io.StringIO()):
-            quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         cache = cache_path(prepared, feeds, options.method) if options.use_cache else None
         with atomic_path(out_path) as target:
             quantize_static(str(prepared), str(target), ort_reader(feeds), quant_format=QuantFormat.QDQ,
@@ -83,6 +85,20 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
                             nodes_to_exclude=list(options.exclude), calibration_cache_path=cache,
                             extra_options={"ActivationSymmetric": act == QuantType.QInt8, "WeightSymmetric": True,
                                            **options.extra})
+    return out_path
+
+
+def _rewritten(onnx_path: Path, out_path: Path, options: Int8Options) -> Path:
+    """``onnx_path`` after the exact rewrites that help INT8 (see :mod:`targets.graph_rewrites`), or itself."""
+    from targets.graph_rewrites import split_concat_convs
+
+    if not options.split_concat:
+        return Path(onnx_path)
+    model, split = split_concat_convs(onnx.load(str(onnx_path)), keep=options.exclude)
+    if not split:
+        return Path(onnx_path)
+    log.info("split %d conv(s) over a Concat for per-part activation scales: %s", len(split), ", ".join(split))
+    onnx.save(model, str(out_path))
     return out_path
 
 
@@ -99,7 +115,8 @@ def quantize_nncf(onnx_path: Path, feeds: Sequence[Feed], options: Int8Options =
 
     from calibration.adapters import nncf_dataset
 
-    model = ov.convert_model(str(onnx_path))
+    with tempfile.TemporaryDirectory(prefix="nncf-") as tmp:
+        model = ov.convert_model(str(_rewritten(onnx_path, Path(tmp) / "rewritten.onnx", options)))
     # Quantize the same op kinds as the Q/DQ path (conv and matmul inputs); OpenVINO names an op after the
     # ONNX node, with suffixes such as "/WithoutBiases", so excluded nodes are matched as name patterns.
     keep_types = {"Convolution", "GroupConvolution", "MatMul"}

@@ -188,7 +188,7 @@ class SuperResolutionTask(Task):
         apply_conv_lora(model, rank=d.lora.head_rank, alpha=d.lora.head_alpha, target=DSCLORA_HEAD_TARGETS)
         trainable = mark_only_lora_trainable(model)
         w = d.loss
-        weights = AffinityKDWeights(w.reconstruction, w.output if kd else 0.0, w.affinity if kd else 0.0)
+        weights = AffinityKDWeights(w.reconstruction, w.output, w.affinity) if kd else AffinityKDWeights(1.0, 0.0, 0.0)
         pairs = [(p[0], p[1]) for p in d.pairs]
         distiller = FeatureAffinityDistiller(model.train(), teacher.model, pairs, weights,
                                              SpatialAffinityLoss(max_positions=d.max_positions))
