@@ -53,13 +53,19 @@ def run_recipe(recipe: Recipe, context: RunContext) -> RunResult:
     plan += [(role, recipe.deploy.reference_target) for role in ("teacher", "baseline")]
     engines = context.out_dir / "engines"
     gates: dict[str, dict] = {}
-    artifacts = []
+    artifacts, qat = [], {}
     for role, choice in plan:
         if choice.precision == "int8":
+            if recipe.deploy.qat_iterations > 0 and role not in qat:
+                stage(f"quantization-aware fine-tuning of {role} ({recipe.deploy.qat_iterations} iterations, "
+                      f"distilled from its FP32 self)")
+                qat[role] = _quantization_aware(task, onnx[role], roles[role], recipe.deploy,
+                                                context.out_dir / "onnx" / f"{role}_qat.onnx", recipe.name)
             stage(f"calibrate and quantize {role} for {choice.target} int8 (accuracy gate: "
                   f"{task.metric} drop <= {recipe.deploy.int8_budget})")
-            artifact, gate = _build_int8(task, onnx[role], roles[role], choice, engines, role, recipe.deploy)
-            gates[str(artifact.path)] = gate
+            source, tuned = qat.get(role, (onnx[role], None))
+            artifact, gate = _build_int8(task, source, roles[role], choice, engines, role, recipe.deploy)
+            gates[str(artifact.path)] = gate | ({"qat": tuned} if tuned else {})
         else:
             artifact = _build(onnx[role], choice, engines, role)
         artifacts.append((role, artifact))
@@ -131,6 +137,25 @@ def _build(onnx: Artifact, choice: TargetChoice, folder: Path, role: str) -> Art
     ensure_writable_dir(folder)
     return load_target(choice.target).build(onnx.path, precision=choice.precision, out_dir=folder,
                                             name=f"{role}_{choice.target}_{choice.precision}")
+
+
+def _quantization_aware(task, onnx: Artifact, rm: RoleModel, deploy, path: Path, recipe_name: str):
+    """The role fine-tuned under INT8 fake quantization (matched to the Q/DQ exporter, split Concat -> Conv
+    layers included), exported to ONNX; returns (that ONNX artifact, a summary for the report)."""
+    import onnx as onnx_lib
+
+    from compressor.qat import QatOptions, quantization_aware_finetune
+    from targets.graph_rewrites import concat_conv_parts
+
+    parts = concat_conv_parts(onnx_lib.load(str(onnx.path), load_external_data=False))
+    groups = {name.removesuffix(".weight"): sizes for name, sizes in parts.items()}
+    feeds = task.calibration_feeds(deploy.calibration_samples)
+    options = QatOptions(iterations=deploy.qat_iterations, lr=deploy.qat_lr, batch=deploy.qat_batch,
+                         seed=task.context.seed)
+    model, summary = quantization_aware_finetune(rm.model, feeds, [s.name for s in onnx.inputs], options,
+                                                 input_groups=groups, desc="qat")
+    tuned = RoleModel(model, rm.output_names, f"{rm.origin} + QAT {deploy.qat_iterations} it")
+    return _export(task, tuned, path, recipe_name), summary
 
 
 def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folder: Path, role: str, deploy):

@@ -36,6 +36,9 @@ class DeployConfig:
     int8_budget: float = 0.1  # headline-metric drop allowed for INT8 before layers are kept in float
     calibration_samples: int = 32
     calibration_method: str = "minmax"
+    qat_iterations: int = 0   # > 0: quantization-aware fine-tuning (self-distillation) before INT8
+    qat_lr: float = 1e-4
+    qat_batch: int = 4
 
 
 @dataclass(frozen=True)

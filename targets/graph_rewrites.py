@@ -34,21 +34,17 @@ def _channels(model: onnx.ModelProto) -> dict[str, int]:
     return channels
 
 
-def split_concat_convs(model: onnx.ModelProto, *, keep: Iterable[str] = ()) -> tuple[onnx.ModelProto, list[str]]:
-    """``model`` with each Conv over a channel Concat split into one Conv per part plus a Sum; returns the
-    new model and the names of the convs split. Convs named in ``keep`` (e.g. kept in float) are left alone."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+def _concat_convs(model: onnx.ModelProto, keep: Iterable[str] = ()) -> list[tuple[int, int, list[int]]]:
+    """(conv index, concat index, part channel counts) for every Conv over a channel Concat that can be split."""
     graph = model.graph
     weights = {init.name: init for init in graph.initializer}
     nodes = list(graph.node)
     producer = {out: index for index, node in enumerate(nodes) for out in node.output}
     consumers: dict[str, int] = defaultdict(int)
-    for node in graph.node:
+    for node in nodes:
         for name in node.input:
             consumers[name] += 1
-    outputs = {o.name for o in graph.output}
-    channels = _channels(model)
-    keep, split, replacement, dropped = set(keep), [], {}, set()
+    outputs, channels, keep, found = {o.name for o in graph.output}, _channels(model), set(keep), []
     for index, node in enumerate(nodes):
         source = producer.get(node.input[0]) if node.op_type == "Conv" else None
         concat = None if source is None else nodes[source]
@@ -56,21 +52,38 @@ def split_concat_convs(model: onnx.ModelProto, *, keep: Iterable[str] = ()) -> t
                 or _attribute(node, "group", 1) != 1 or node.input[1] not in weights
                 or consumers[concat.output[0]] != 1 or concat.output[0] in outputs):
             continue
-        rank = len(numpy_helper.to_array(weights[node.input[1]]).shape)
-        if _attribute(concat, "axis", None) not in (1, 1 - rank):
-            continue
+        shape = weights[node.input[1]].dims
         sizes = [channels.get(part) for part in concat.input]
+        if _attribute(concat, "axis", None) in (1, 1 - len(shape)) and None not in sizes and sum(sizes) == shape[1]:
+            found.append((index, source, sizes))
+    return found
+
+
+def concat_conv_parts(model: onnx.ModelProto, keep: Iterable[str] = ()) -> dict[str, list[int]]:
+    """``{weight initializer name: channels of each concatenated part}`` for the convs
+    :func:`split_concat_convs` splits (a PyTorch export names weights after modules: ``conv_cat.weight``)."""
+    nodes = list(model.graph.node)
+    return {nodes[index].input[1]: sizes for index, _, sizes in _concat_convs(model, keep)}
+
+
+def split_concat_convs(model: onnx.ModelProto, *, keep: Iterable[str] = ()) -> tuple[onnx.ModelProto, list[str]]:
+    """``model`` with each Conv over a channel Concat split into one Conv per part plus a Sum; returns the
+    new model and the names of the convs split. Convs named in ``keep`` (e.g. kept in float) are left alone."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    nodes = list(graph.node)
+    replacement, dropped, split = {}, set(), []
+    for index, source, sizes in _concat_convs(model, keep):
+        node, concat = nodes[index], nodes[source]
         weight = numpy_helper.to_array(weights[node.input[1]])
-        if None in sizes or sum(sizes) != weight.shape[1]:
-            continue
         parts, offset = [], 0
         for i, (part, size) in enumerate(zip(concat.input, sizes)):
             w_name = f"{node.input[1]}_part{i}"
             graph.initializer.append(numpy_helper.from_array(weight[:, offset:offset + size].copy(), w_name))
             offset += size
             inputs = [part, w_name] + ([node.input[2]] if i == 0 and len(node.input) > 2 and node.input[2] else [])
-            out = f"{node.output[0]}_part{i}"
-            conv = helper.make_node("Conv", inputs, [out], name=f"{node.name}_part{i}")
+            conv = helper.make_node("Conv", inputs, [f"{node.output[0]}_part{i}"], name=f"{node.name}_part{i}")
             conv.attribute.extend(node.attribute)
             parts.append(conv)
         replacement[index] = parts + [helper.make_node("Sum", [p.output[0] for p in parts], list(node.output),
@@ -88,7 +101,6 @@ def split_concat_convs(model: onnx.ModelProto, *, keep: Iterable[str] = ()) -> t
     del graph.node[:]
     graph.node.extend(rebuilt)
     used = {name for node in graph.node for name in node.input}
-    unused = [init for init in graph.initializer if init.name not in used]
-    for init in unused:
+    for init in [init for init in graph.initializer if init.name not in used]:
         graph.initializer.remove(init)
     return model, split
