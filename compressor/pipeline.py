@@ -223,7 +223,8 @@ def _precision_matrix(rows: list[dict], fp32_metric: float, metric: str) -> list
              "parity_max_abs": r["parity"]["max_abs"], "latency_median_ms": r["latency_ms"]["median"],
              "latency_p99_ms": r["latency_ms"]["p99"], "size_bytes": r["size_bytes"],
              "kept_in_float": r.get("int8_gate", {}).get("kept_in_float", []),
-             "gate_passed": r.get("int8_gate", {}).get("passed")}
+             "gate_passed": r.get("int8_gate", {}).get("passed"),
+             "qat_iterations": r.get("int8_gate", {}).get("qat", {}).get("iterations", 0)}
             for r in rows if r["role"] == "student"]
 
 

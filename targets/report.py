@@ -67,6 +67,7 @@ def _precision_matrix(report: dict[str, Any], metric: str) -> list[str]:
     for r in rows:
         kept = ", ".join(r["kept_in_float"]) or "-"
         gate = "" if r["gate_passed"] is None else (" (gate passed)" if r["gate_passed"] else " (gate FAILED)")
+        gate += f"; after {r['qat_iterations']} QAT iterations" if r.get("qat_iterations") else ""
         lines.append(f"| {r['target']} | {r['precision']} | {r[metric]:.4f} | {r['delta_vs_fp32']:+.4f} | "
                      f"{'pass' if r['parity_passed'] else 'FAIL'} | {r['latency_median_ms']:.3f} | "
                      f"{r['latency_p99_ms']:.3f} | {r['size_bytes'] / 1024:.0f} KiB | {kept}{gate} |")

@@ -25,6 +25,7 @@ deploy:
   targets: [{target: onnxruntime}, {target: openvino, precision: fp16}, {target: onnxruntime, precision: int8}]
   int8_budget: 0.5
   calibration_samples: 4
+  qat_iterations: 3
   compare_batches: [1, 2]
   compare_count: 1
   profile_seconds: 0.05
@@ -81,10 +82,12 @@ def test_report_has_every_measured_field(tiny_run):
     gate = int8["int8_gate"]
     assert gate["budget"] == 0.5 and gate["tries"][0]["kept_in_float"] == []
     assert gate["passed"] == (gate["reference_metric"] - gate["tries"][-1]["metric"] <= 0.5)
+    assert gate["qat"]["iterations"] == 3 and gate["qat"]["samples"] == 4 and gate["qat"]["layers"] > 0
+    assert (tiny_run / "onnx" / "student_qat.onnx").is_file()
     matrix = {(r["target"], r["precision"]) for r in report["precision_matrix"]}
     assert matrix == {("onnxruntime", "fp32"), ("openvino", "fp16"), ("onnxruntime", "int8")}
     text = (tiny_run / "report.md").read_text()
-    assert "## Engines" in text and "## Precision matrix (student)" in text
+    assert "## Engines" in text and "## Precision matrix (student)" in text and "after 3 QAT iterations" in text
 
 
 def test_run_bundle_verifies(tiny_run):
