@@ -40,8 +40,9 @@ class GateResult:
 def _with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> bytes:
     model = onnx.ModelProto.FromString(model.SerializeToString())
     present = {o.name for o in model.graph.output}
+    produced = {out for node in model.graph.node for out in node.output}  # a rewrite may have removed some
     for name in names:
-        if name not in present:
+        if name not in present and name in produced:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     return model.SerializeToString()
 

@@ -66,3 +66,14 @@ def test_split_gives_each_part_its_own_int8_scale(concat_onnx, tmp_path):
                             Int8Options(split_concat=split, use_cache=False))
         errors[split] = float(np.abs(_run(onnx.load(str(path)), x) - reference).mean() / np.abs(reference).mean())
     assert errors[True] < 0.02 < errors[False] and errors[True] * 5 < errors[False]
+
+
+def test_layer_ranking_works_on_a_split_model(concat_onnx, tmp_path):
+    from targets.accuracy_gate import rank_sensitive_nodes
+
+    rng = np.random.default_rng(2)
+    feeds = [{"x": rng.random((1, 3, 16, 16), dtype=np.float32)} for _ in range(4)]
+    qdq = quantize_qdq(concat_onnx, tmp_path / "q.onnx", feeds, Int8Options(use_cache=False))
+    ranking = rank_sensitive_nodes(concat_onnx, qdq, feeds)
+    convs = [n.name for n in onnx.load(str(concat_onnx)).graph.node if n.op_type == "Conv"]
+    assert sorted(name for name, _ in ranking) == sorted(convs)
