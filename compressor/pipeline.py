@@ -144,16 +144,22 @@ def _quantization_aware(task, onnx: Artifact, rm: RoleModel, deploy, path: Path,
     layers included), exported to ONNX; returns (that ONNX artifact, a summary for the report)."""
     import onnx as onnx_lib
 
+    import tempfile
+
     from compressor.qat import QatOptions, quantization_aware_finetune
     from targets.graph_rewrites import concat_conv_parts
+    from targets.quantize import Int8Options, qdq_layer_scales, quantize_qdq
 
     parts = concat_conv_parts(onnx_lib.load(str(onnx.path), load_external_data=False))
     groups = {name.removesuffix(".weight"): sizes for name, sizes in parts.items()}
     feeds = task.calibration_feeds(deploy.calibration_samples)
+    with tempfile.TemporaryDirectory(prefix="qat-") as tmp:  # the exporter's own ranges, to train against
+        qdq = quantize_qdq(onnx.path, Path(tmp) / "ptq.onnx", feeds, Int8Options(method=deploy.calibration_method))
+        scales = qdq_layer_scales(qdq)
     options = QatOptions(iterations=deploy.qat_iterations, lr=deploy.qat_lr, batch=deploy.qat_batch,
                          seed=task.context.seed)
     model, summary = quantization_aware_finetune(rm.model, feeds, [s.name for s in onnx.inputs], options,
-                                                 input_groups=groups, desc="qat")
+                                                 input_groups=groups, exporter_scales=scales, desc="qat")
     tuned = RoleModel(model, rm.output_names, f"{rm.origin} + QAT {deploy.qat_iterations} it")
     return _export(task, tuned, path, recipe_name), summary
 

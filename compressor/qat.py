@@ -156,12 +156,35 @@ def fake_quantized(model: nn.Module, ranges: dict[str, tuple], input_groups: dic
                 parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
 
 
+def ranges_from_exporter(scales: dict[str, dict[str, float]], fallback: dict[str, tuple],
+                         input_groups: dict[str, Sequence[int]] | None = None) -> dict[str, tuple]:
+    """The activation ranges the Q/DQ exporter chose (:func:`targets.quantize.qdq_layer_scales`, keyed by
+    weight name) in :func:`fake_quantized`'s form; ``fallback`` (min-max) where the exporter has none, so
+    training sees the exporter's clipping too (percentile or entropy calibration)."""
+    ranges = dict(fallback)
+    for name, (absmax_in, absmax_out) in fallback.items():
+        sizes = (input_groups or {}).get(name)
+        keys = [f"{name}.weight_part{i}" for i in range(len(sizes))] if sizes else [f"{name}.weight"]
+        found = [scales.get(key, {}) for key in keys]
+        if sizes:
+            ins = [f["input"] * 127 if "input" in f else a for f, a in zip(found, absmax_in)]
+            outs = [f["output"] * 127 if "output" in f else a for f, a in zip(found, absmax_out)]
+            ranges[name] = (ins, outs)
+        else:
+            f = found[0]
+            ranges[name] = (f["input"] * 127 if "input" in f else absmax_in,
+                            f["output"] * 127 if "output" in f else absmax_out)
+    return ranges
+
+
 def quantization_aware_finetune(model: nn.Module, feeds: Sequence[Feed], input_names: Sequence[str],
                                 options: QatOptions = QatOptions(), *, input_groups: dict[str, Sequence[int]] | None = None,
+                                exporter_scales: dict[str, dict[str, float]] | None = None,
                                 desc: str = "qat") -> tuple[nn.Module, dict]:
     """A copy of ``model`` fine-tuned to match the FP32 ``model`` while fake-quantized as INT8; with a summary
     (iterations, seconds, the L1 gap to FP32 under quantization before and after). ``input_groups``
-    (module name -> channel sizes) mirrors the exporter's split Concat -> Conv layers."""
+    (module name -> channel sizes) mirrors the exporter's split Concat -> Conv layers; ``exporter_scales``
+    (from a Q/DQ model of ``model``) replaces min-max ranges with the exporter's own."""
     if not feeds:
         raise ValueError("quantization-aware fine-tuning needs calibration feeds")
     reference = copy.deepcopy(model).eval().requires_grad_(False)
@@ -170,6 +193,8 @@ def quantization_aware_finetune(model: nn.Module, feeds: Sequence[Feed], input_n
         p.requires_grad_(torch.is_floating_point(p))
     names = list(input_names)
     ranges = activation_ranges(reference, feeds, names, input_groups)
+    if exporter_scales:
+        ranges = ranges_from_exporter(exporter_scales, ranges, input_groups)
     gen = np.random.default_rng(options.seed)
 
     def batches() -> Iterator[dict[str, torch.Tensor]]:

@@ -102,6 +102,36 @@ def _rewritten(onnx_path: Path, out_path: Path, options: Int8Options) -> Path:
     return out_path
 
 
+def qdq_layer_scales(qdq_path: Path) -> dict[str, dict[str, float]]:
+    """Activation scales the Q/DQ model uses around each quantized layer, keyed by the layer's weight name
+    (``conv_1.weight``; a split conv's parts as ``conv_cat.weight_part0`` ...): ``{"input": s, "output": s}``
+    (``output`` only where the layer's output is quantized). Lets training mirror the exporter exactly."""
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(qdq_path)).graph
+    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    scales = {}
+    for node in graph.node:
+        if node.op_type not in QUANTIZED_OPS or len(node.input) < 2:
+            continue
+        source, weight = producer.get(node.input[0]), producer.get(node.input[1])
+        if weight is None or weight.op_type != "DequantizeLinear":
+            continue
+        entry = {}
+        if source is not None and source.op_type == "DequantizeLinear" and source.input[1] in values:
+            entry["input"] = float(values[source.input[1]])
+        quantized = [c for c in consumers.get(node.output[0], []) if c.op_type == "QuantizeLinear"]
+        if quantized and quantized[0].input[1] in values:
+            entry["output"] = float(values[quantized[0].input[1]])
+        scales[weight.input[0].removesuffix("_quantized")] = entry
+    return scales
+
+
 def quantizable_nodes(onnx_path: Path, op_types: Sequence[str] = QUANTIZED_OPS) -> list[str]:
     """Names of the nodes the quantizer would turn into INT8 (candidates for keeping in float)."""
     model = onnx.load(str(onnx_path), load_external_data=False)
