@@ -65,7 +65,12 @@ def run_recipe(recipe: Recipe, context: RunContext) -> RunResult:
                   f"{task.metric} drop <= {recipe.deploy.int8_budget})")
             source, tuned = qat.get(role, (onnx[role], None))
             artifact, gate = _build_int8(task, source, roles[role], choice, engines, role, recipe.deploy)
-            gates[str(artifact.path)] = gate | ({"qat": tuned} if tuned else {})
+            used_qat = tuned is not None
+            if tuned and not gate["passed"]:  # QAT moved the float weights; the FP32 export may fall back better
+                stage(f"the QAT model misses the budget on {choice.target}: gate the FP32 export instead")
+                artifact, gate = _build_int8(task, onnx[role], roles[role], choice, engines, role, recipe.deploy)
+                used_qat = False
+            gates[str(artifact.path)] = gate | ({"qat": tuned | {"used": used_qat}} if tuned else {})
         else:
             artifact = _build(onnx[role], choice, engines, role)
         artifacts.append((role, artifact))
@@ -222,6 +227,12 @@ def _check_artifact(role: str, artifact: Artifact, rm: RoleModel, task, recipe: 
             "profile_input": [s.format() for s in profile_specs]}
 
 
+def _qat_iterations(row: dict) -> int:
+    """QAT steps behind an INT8 row's artifact (0 when none, or when the gate fell back to the FP32 export)."""
+    qat = row.get("int8_gate", {}).get("qat") or {}
+    return qat["iterations"] if qat.get("used") else 0
+
+
 def _precision_matrix(rows: list[dict], fp32_metric: float, metric: str) -> list[dict]:
     """The student through every target x precision: metric (and its change from FP32), parity, latency, size."""
     return [{"target": r["target"], "precision": r["precision"], metric: r["metric"][metric],
@@ -229,8 +240,7 @@ def _precision_matrix(rows: list[dict], fp32_metric: float, metric: str) -> list
              "parity_max_abs": r["parity"]["max_abs"], "latency_median_ms": r["latency_ms"]["median"],
              "latency_p99_ms": r["latency_ms"]["p99"], "size_bytes": r["size_bytes"],
              "kept_in_float": r.get("int8_gate", {}).get("kept_in_float", []),
-             "gate_passed": r.get("int8_gate", {}).get("passed"),
-             "qat_iterations": r.get("int8_gate", {}).get("qat", {}).get("iterations", 0)}
+             "gate_passed": r.get("int8_gate", {}).get("passed"), "qat_iterations": _qat_iterations(r)}
             for r in rows if r["role"] == "student"]
 
 
