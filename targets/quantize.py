@@ -151,7 +151,7 @@ def quantize_nncf(onnx_path: Path, feeds: Sequence[Feed], options: Int8Options =
     # ONNX node, with suffixes such as "/WithoutBiases", so excluded nodes are matched as name patterns.
     keep_types = {"Convolution", "GroupConvolution", "MatMul"}
     other_types = sorted({op.get_type_name() for op in model.get_ops()} - keep_types)
-    patterns = [f"{re.escape(name)}(/.*)?" for name in options.exclude]
+    patterns = [f"{re.escape(name)}(/.*)?$" for name in options.exclude]  # anchored: conv2d is not conv2d_5
     ignored = nncf.IgnoredScope(types=other_types, patterns=patterns, validate=False)
     preset = nncf.QuantizationPreset.PERFORMANCE
     logging.getLogger("nncf").setLevel(logging.ERROR)

@@ -48,3 +48,28 @@ def test_int8_without_calibration_is_refused(exported, tmp_path):
 
     with pytest.raises(UnsupportedPrecisionError, match="needs calibration data"):
         load_target("openvino").build(exported["tiny_convnet"].path, precision="int8", out_dir=tmp_path)
+
+
+def test_nncf_keeps_exactly_the_named_layers_in_float(exported):
+    """Excluding one conv must not exclude others whose names start with its name (conv2d vs conv2d_1)."""
+    import collections
+
+    import numpy as np
+    import onnx
+
+    from targets.quantize import Int8Options, quantize_nncf
+
+    path = exported["tiny_convnet"].path
+    convs = [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
+    first = min(convs, key=len)
+    assert any(name != first and name.startswith(first) for name in convs)  # the case that matters
+    spec = exported["tiny_convnet"].inputs[0]
+    rng = np.random.default_rng(0)
+    feeds = [{spec.name: rng.random(spec.concrete_shape(1), dtype=np.float32)} for _ in range(4)]
+
+    def fake_quantize_ops(exclude):
+        model = quantize_nncf(path, feeds, Int8Options(exclude=exclude))
+        return collections.Counter(op.get_type_name() for op in model.get_ops())["FakeQuantize"]
+
+    everything, without_first = fake_quantize_ops(()), fake_quantize_ops((first,))
+    assert 0 < without_first < everything
