@@ -30,6 +30,8 @@ def main() -> None:
     parser.add_argument("--qat", type=int, default=0, help="quantization-aware fine-tuning iterations before INT8")
     parser.add_argument("--qat-lr", type=float, default=1e-4)
     parser.add_argument("--samples", type=int, default=32, help="calibration (and QAT) samples")
+    parser.add_argument("--method", choices=["minmax", "entropy", "percentile"], default=None,
+                        help="activation calibration (default: the sr-dsclora recipe's)")
     args = parser.parse_args()
 
     from compressor.pipeline import _build_int8, _quantization_aware
@@ -52,7 +54,10 @@ def main() -> None:
         task = TASKS.get("super-resolution")(recipe.settings, RunContext(out_dir=folder, seed=0, quick=True))
         onnx = export_onnx(model.eval(), task.input_specs(), ["sr"], folder / "student.onnx")
         deploy = DeployConfig(int8_budget=args.budget, qat_iterations=args.qat, qat_lr=args.qat_lr,
-                              calibration_samples=args.samples)
+                              calibration_samples=args.samples,
+                              calibration_method=args.method or recipe.deploy.calibration_method)
+        print(f"INT8: {deploy.calibration_method} calibration on {deploy.calibration_samples} training patches, "
+              f"gate budget {deploy.int8_budget} dB" + (f", {args.qat} QAT iterations" if args.qat else ""))
         int8_source = onnx
         if args.qat:
             int8_source, summary = _quantization_aware(task, onnx, RoleModel(model, ["sr"], "bench"), deploy,
