@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.1)
     parser.add_argument("--qat", type=int, default=0, help="quantization-aware fine-tuning iterations before INT8")
     parser.add_argument("--qat-lr", type=float, default=1e-4)
+    parser.add_argument("--qat-anchor", type=float, default=1.0, help="weight keeping the float model at FP32")
     parser.add_argument("--samples", type=int, default=32, help="calibration (and QAT) samples")
     parser.add_argument("--method", choices=["minmax", "entropy", "percentile"], default=None,
                         help="activation calibration (default: the sr-dsclora recipe's)")
@@ -54,6 +55,7 @@ def main() -> None:
         task = TASKS.get("super-resolution")(recipe.settings, RunContext(out_dir=folder, seed=0, quick=True))
         onnx = export_onnx(model.eval(), task.input_specs(), ["sr"], folder / "student.onnx")
         deploy = DeployConfig(int8_budget=args.budget, qat_iterations=args.qat, qat_lr=args.qat_lr,
+                              qat_float_anchor=args.qat_anchor,
                               calibration_samples=args.samples,
                               calibration_method=args.method or recipe.deploy.calibration_method)
         print(f"INT8: {deploy.calibration_method} calibration on {deploy.calibration_samples} training patches, "

@@ -162,7 +162,7 @@ def _quantization_aware(task, onnx: Artifact, rm: RoleModel, deploy, path: Path,
         qdq = quantize_qdq(onnx.path, Path(tmp) / "ptq.onnx", feeds, Int8Options(method=deploy.calibration_method))
         scales = qdq_layer_scales(qdq)
     options = QatOptions(iterations=deploy.qat_iterations, lr=deploy.qat_lr, batch=deploy.qat_batch,
-                         seed=task.context.seed)
+                         seed=task.context.seed, float_anchor=deploy.qat_float_anchor)
     model, summary = quantization_aware_finetune(rm.model, feeds, [s.name for s in onnx.inputs], options,
                                                  input_groups=groups, exporter_scales=scales, desc="qat")
     tuned = RoleModel(model, rm.output_names, f"{rm.origin} + QAT {deploy.qat_iterations} it")

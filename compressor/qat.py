@@ -38,12 +38,27 @@ class QatOptions:
     lr: float = 2e-5
     batch: int = 4
     seed: int = 0
+    float_anchor: float = 0.0  # > 0: also keep the un-quantized model close to FP32 (limits weight drift)
+
+
+_QUANTIZER = {"on": True}  # switched off by _float_pass to run the same model un-quantized
+
+
+@contextlib.contextmanager
+def _float_pass():
+    _QUANTIZER["on"] = False
+    try:
+        yield
+    finally:
+        _QUANTIZER["on"] = True
 
 
 class _PerChannelWeight(nn.Module):
     """Symmetric per-output-channel INT8 fake quantization of a weight (straight-through gradient)."""
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if not _QUANTIZER["on"]:
+            return weight
         flat = weight.detach().reshape(weight.shape[0], -1).abs().amax(dim=1)
         scale = (flat / 127.0).clamp_min(1e-12).float()
         zero = torch.zeros(weight.shape[0], dtype=torch.int32)
@@ -52,6 +67,8 @@ class _PerChannelWeight(nn.Module):
 
 def _fake_quant(x: torch.Tensor, absmax: float) -> torch.Tensor:
     """Symmetric per-tensor INT8 of ``x`` (the exporter's min-max activation quantizer)."""
+    if not _QUANTIZER["on"]:
+        return x
     return torch.fake_quantize_per_tensor_affine(x, max(absmax, 1e-12) / 127.0, 0, -127, 127)
 
 
@@ -136,7 +153,8 @@ def fake_quantized(model: nn.Module, ranges: dict[str, tuple], input_groups: dic
     for name, layer in layers.items():
         if name in groups and name in ranges:  # the whole split layer is recomputed from its input
             handles.append(layer.register_forward_hook(
-                lambda m, args, _out, g=groups[name], r=ranges[name]: _fake_quant_split(m, args[0], g, *r)))
+                lambda m, args, out, g=groups[name], r=ranges[name]:
+                _fake_quant_split(m, args[0], g, *r) if _QUANTIZER["on"] else out))
             continue
         parametrize.register_parametrization(layer, "weight", _PerChannelWeight())
         if name not in ranges:
@@ -217,6 +235,11 @@ def quantization_aware_finetune(model: nn.Module, feeds: Sequence[Feed], input_n
             targets = _call(reference, batch, names)
         outputs = _call(student, batch, names)
         value = sum((o - t).abs().mean() / t.abs().mean().clamp_min(1e-12) for o, t in zip(outputs, targets))
+        if options.float_anchor > 0:
+            with _float_pass():
+                floats = _call(student, batch, names)
+            value = value + options.float_anchor * sum((o - t).abs().mean() / t.abs().mean().clamp_min(1e-12)
+                                                       for o, t in zip(floats, targets))
         return value, {}
 
     torch.manual_seed(options.seed)

@@ -39,6 +39,7 @@ class DeployConfig:
     qat_iterations: int = 0   # > 0: quantization-aware fine-tuning (self-distillation) before INT8
     qat_lr: float = 1e-4
     qat_batch: int = 4
+    qat_float_anchor: float = 1.0  # weight of keeping the un-quantized student at FP32 (0: QAT may drift)
 
 
 @dataclass(frozen=True)

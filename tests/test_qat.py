@@ -82,3 +82,15 @@ def test_finetuning_lowers_int8_error_and_leaves_the_model_alone(setup):
     tuned_onnx = export_onnx(tuned, [SPEC], ["y"], folder / "tuned.onnx").path
     qat = quantize_qdq(tuned_onnx, folder / "qat.onnx", feeds, Int8Options(use_cache=False))
     assert _error(_ort(qat, x), reference) < 0.95 * _error(_ort(ptq, x), reference)
+
+
+def test_float_anchor_keeps_the_unquantized_model_near_fp32(setup):
+    _, model, _, groups, feeds, x = setup
+    reference = model(torch.from_numpy(x)).detach().numpy()
+    drift = {}
+    for anchor in (0.0, 1.0):
+        tuned, _ = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=60, lr=3e-3, batch=4,
+                                                                             float_anchor=anchor),
+                                               input_groups=groups)
+        drift[anchor] = _error(tuned(torch.from_numpy(x)).detach().numpy(), reference)
+    assert drift[1.0] < 0.5 * drift[0.0]
