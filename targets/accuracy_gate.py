@@ -82,7 +82,8 @@ def rank_sensitive_nodes(fp32_path: Path, qdq_path: Path, feeds: Sequence[Feed])
 def gate_int8(build: Callable[[tuple[str, ...]], object], evaluate: Callable[[object], float], *, reference: float,
               budget: float, rank: Callable[[object], list[tuple[str, float]]]) -> tuple[object, GateResult]:
     """Build INT8 with nothing excluded; while ``reference - metric > budget``, keep more top-ranked nodes
-    in float (1, 2, 4, ...). Returns the last artifact built and what happened."""
+    in float (1, 2, 4, ...), then bisect down to the fewest that still meet the budget. Returns the
+    artifact for the chosen set and what happened (every try)."""
     result = GateResult(reference=reference, budget=budget)
     artifact = build(())
     metric = evaluate(artifact)
@@ -91,16 +92,38 @@ def gate_int8(build: Callable[[tuple[str, ...]], object], evaluate: Callable[[ob
         result.passed = True
         return artifact, result
     ranking = [name for name, _ in rank(artifact)]
-    for count in _growing(len(ranking)):
+
+    def attempt(count: int):
         keep = tuple(ranking[:count])
-        artifact = build(keep)
-        metric = evaluate(artifact)
-        result.tries.append({"kept_in_float": list(keep), "metric": metric})
-        log.info("int8 gate: %d node(s) in float -> metric %.4f (reference %.4f)", count, metric, reference)
-        result.kept_in_float = keep
-        if reference - metric <= budget:
+        built = build(keep)
+        value = evaluate(built)
+        result.tries.append({"kept_in_float": list(keep), "metric": value})
+        log.info("int8 gate: %d node(s) in float -> metric %.4f (reference %.4f)", count, value, reference)
+        return built, reference - value <= budget
+
+    low = 0  # the most nodes in float known to miss the budget
+    for count in _growing(len(ranking)):
+        artifact, passed = attempt(count)
+        result.kept_in_float = tuple(ranking[:count])
+        if passed:
             result.passed = True
             break
+        low = count
+    if not result.passed:
+        return artifact, result
+    high, last = len(result.kept_in_float), len(result.kept_in_float)
+    while high - low > 1:  # doubling overshoots: bisect for the fewest nodes in float that still pass
+        middle = (low + high) // 2
+        artifact, passed = attempt(middle)
+        last = middle
+        if passed:
+            high = middle
+        else:
+            low = middle
+    if last != high:  # the file on disk is the last try: build the passing one again
+        artifact, _ = attempt(high)
+        result.tries.pop()
+    result.kept_in_float = tuple(ranking[:high])
     return artifact, result
 
 

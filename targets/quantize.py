@@ -78,7 +78,7 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
         with contextlib.redirect_stdout(io.StringIO()):
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         cache = cache_path(prepared, feeds, options.method) if options.use_cache else None
-        with atomic_path(out_path) as target:
+        with atomic_path(out_path) as target, contextlib.redirect_stdout(io.StringIO()):  # calibrator chatter
             quantize_static(str(prepared), str(target), ort_reader(feeds), quant_format=QuantFormat.QDQ,
                             per_channel=options.per_channel, activation_type=act, weight_type=QuantType.QInt8,
                             calibrate_method=method, op_types_to_quantize=list(options.op_types),

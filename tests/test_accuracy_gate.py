@@ -73,3 +73,21 @@ def test_gate_keeps_the_outlier_layer_in_float_and_restores_the_budget(outlier_m
 
 def test_growing_sizes():
     assert _growing(5) == [1, 2, 4, 5] and _growing(4) == [1, 2, 4] and _growing(1) == [1] and _growing(0) == []
+
+
+def test_gate_bisects_to_the_fewest_float_nodes_and_returns_their_artifact():
+    nodes = [f"n{i}" for i in range(16)]
+    built = []
+
+    def build(keep):
+        built.append(keep)
+        return keep
+
+    def evaluate(keep):  # each node in float recovers 1 point of a 10-point INT8 loss
+        return 100.0 - max(0, 10 - len(keep))
+
+    artifact, result = gate_int8(build, evaluate, reference=100.0, budget=5.0,
+                                 rank=lambda _a: [(n, 1.0) for n in nodes])
+    assert result.passed and result.kept_in_float == tuple(nodes[:5]) and artifact == tuple(nodes[:5])
+    counts = [len(t["kept_in_float"]) for t in result.tries]
+    assert counts[:5] == [0, 1, 2, 4, 8] and 5 in counts and len(built) == len(counts) + (counts[-1] != 5)
