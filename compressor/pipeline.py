@@ -63,14 +63,9 @@ def run_recipe(recipe: Recipe, context: RunContext) -> RunResult:
                                                 context.out_dir / "onnx" / f"{role}_qat.onnx", recipe.name)
             stage(f"calibrate and quantize {role} for {choice.target} int8 (accuracy gate: "
                   f"{task.metric} drop <= {recipe.deploy.int8_budget})")
-            source, tuned = qat.get(role, (onnx[role], None))
-            artifact, gate = _build_int8(task, source, roles[role], choice, engines, role, recipe.deploy)
-            used_qat = tuned is not None
-            if tuned and not gate["passed"]:  # QAT moved the float weights; the FP32 export may fall back better
-                stage(f"the QAT model misses the budget on {choice.target}: gate the FP32 export instead")
-                artifact, gate = _build_int8(task, onnx[role], roles[role], choice, engines, role, recipe.deploy)
-                used_qat = False
-            gates[str(artifact.path)] = gate | ({"qat": tuned | {"used": used_qat}} if tuned else {})
+            artifact, gate = _build_int8_preferring_qat(task, onnx[role], qat.get(role), roles[role], choice,
+                                                        engines, role, recipe.deploy, stage)
+            gates[str(artifact.path)] = gate
         else:
             artifact = _build(onnx[role], choice, engines, role)
         artifacts.append((role, artifact))
@@ -147,9 +142,9 @@ def _build(onnx: Artifact, choice: TargetChoice, folder: Path, role: str) -> Art
 def _quantization_aware(task, onnx: Artifact, rm: RoleModel, deploy, path: Path, recipe_name: str):
     """The role fine-tuned under INT8 fake quantization (matched to the Q/DQ exporter, split Concat -> Conv
     layers included), exported to ONNX; returns (that ONNX artifact, a summary for the report)."""
-    import onnx as onnx_lib
-
     import tempfile
+
+    import onnx as onnx_lib
 
     from compressor.qat import QatOptions, quantization_aware_finetune
     from targets.graph_rewrites import concat_conv_parts
@@ -167,6 +162,21 @@ def _quantization_aware(task, onnx: Artifact, rm: RoleModel, deploy, path: Path,
                                                  input_groups=groups, exporter_scales=scales, desc="qat")
     tuned = RoleModel(model, rm.output_names, f"{rm.origin} + QAT {deploy.qat_iterations} it")
     return _export(task, tuned, path, recipe_name), summary
+
+
+def _build_int8_preferring_qat(task, onnx: Artifact, qat: tuple[Artifact, dict] | None, rm: RoleModel,
+                               choice: TargetChoice, folder: Path, role: str, deploy, stage):
+    """INT8 through the gate from the QAT export when there is one; when that misses the budget (QAT moved
+    the float weights), from the FP32 export instead. The gate record says which was used."""
+    if qat is None:
+        return _build_int8(task, onnx, rm, choice, folder, role, deploy)
+    tuned_onnx, summary = qat
+    artifact, gate = _build_int8(task, tuned_onnx, rm, choice, folder, role, deploy)
+    used = gate["passed"]
+    if not used:
+        stage(f"the QAT model misses the budget on {choice.target}: gate the FP32 export instead")
+        artifact, gate = _build_int8(task, onnx, rm, choice, folder, role, deploy)
+    return artifact, gate | {"qat": summary | {"used": used}}
 
 
 def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folder: Path, role: str, deploy):

@@ -53,16 +53,21 @@ def _float_pass():
         _QUANTIZER["on"] = True
 
 
+def _fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
+    """Symmetric per-output-channel INT8 of a weight (straight-through gradient)."""
+    if not _QUANTIZER["on"]:
+        return weight
+    flat = weight.detach().reshape(weight.shape[0], -1).abs().amax(dim=1)
+    scale = (flat / 127.0).clamp_min(1e-12).float()
+    zero = torch.zeros(weight.shape[0], dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
+
+
 class _PerChannelWeight(nn.Module):
-    """Symmetric per-output-channel INT8 fake quantization of a weight (straight-through gradient)."""
+    """:func:`_fake_quant_weight` as a parametrization of a layer's ``weight``."""
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if not _QUANTIZER["on"]:
-            return weight
-        flat = weight.detach().reshape(weight.shape[0], -1).abs().amax(dim=1)
-        scale = (flat / 127.0).clamp_min(1e-12).float()
-        zero = torch.zeros(weight.shape[0], dtype=torch.int32)
-        return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
+        return _fake_quant_weight(weight)
 
 
 def _fake_quant(x: torch.Tensor, absmax: float) -> torch.Tensor:
@@ -72,16 +77,12 @@ def _fake_quant(x: torch.Tensor, absmax: float) -> torch.Tensor:
     return torch.fake_quantize_per_tensor_affine(x, max(absmax, 1e-12) / 127.0, 0, -127, 127)
 
 
-def _per_channel(weight: torch.Tensor) -> torch.Tensor:
-    return _PerChannelWeight()(weight)
-
-
-def _split_conv_parts(layer: nn.Module, x: torch.Tensor, sizes: Sequence[int]) -> list[torch.Tensor]:
-    """The outputs of a conv over concatenated parts, one per part (bias on the first), as the exporter's
-    split computes them: ``layer(x) == sum(parts)``."""
+def _part_convs(layer: nn.Module, parts: Sequence[torch.Tensor], weight_fn=lambda w: w) -> list[torch.Tensor]:
+    """The conv of each concatenated part with its slice of ``layer.weight`` (bias on the first), as the
+    exporter's split computes them: ``layer(cat(parts)) == sum(outputs)``."""
     outputs, offset = [], 0
-    for i, part in enumerate(torch.split(x, list(sizes), dim=1)):
-        weight = layer.weight[:, offset:offset + part.shape[1]]
+    for i, part in enumerate(parts):
+        weight = weight_fn(layer.weight[:, offset:offset + part.shape[1]])
         offset += part.shape[1]
         outputs.append(layer._conv_forward(part, weight, layer.bias if i == 0 else None))
     return outputs
@@ -91,13 +92,14 @@ def _fake_quant_split(layer: nn.Module, x: torch.Tensor, sizes: Sequence[int], a
                       absmax_out: Sequence[float]) -> torch.Tensor:
     """A split Concat -> Conv under INT8: each part's input, weight slice (per channel) and output quantized
     with its own scale, then summed in float."""
-    total, offset = 0, 0
-    for i, (part, a_in, a_out) in enumerate(zip(torch.split(x, list(sizes), dim=1), absmax_in, absmax_out)):
-        weight = _per_channel(layer.weight[:, offset:offset + part.shape[1]])
-        offset += part.shape[1]
-        out = layer._conv_forward(_fake_quant(part, a_in), weight, layer.bias if i == 0 else None)
-        total = total + _fake_quant(out, a_out)
-    return total
+    parts = [_fake_quant(part, a) for part, a in zip(torch.split(x, list(sizes), dim=1), absmax_in)]
+    outputs = _part_convs(layer, parts, _fake_quant_weight)
+    return sum(_fake_quant(out, a) for out, a in zip(outputs, absmax_out))
+
+
+def _relative_l1(outputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Sum over outputs of mean |output - target| relative to mean |target|."""
+    return sum((o - t).abs().mean() / t.abs().mean().clamp_min(1e-12) for o, t in zip(outputs, targets))
 
 
 def quantized_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -127,7 +129,7 @@ def activation_ranges(model: nn.Module, feeds: Sequence[Feed], names: Sequence[s
             if sizes:  # per part: inputs and the part convs' outputs
                 seen = ranges.setdefault(name, [[0.0] * len(sizes), [0.0] * len(sizes)])
                 parts = torch.split(args[0], list(sizes), dim=1)
-                outs = _split_conv_parts(module, args[0], sizes)
+                outs = _part_convs(module, parts)
                 seen[0] = [max(a, float(part.abs().max())) for a, part in zip(seen[0], parts)]
                 seen[1] = [max(a, float(out.abs().max())) for a, out in zip(seen[1], outs)]
                 return
@@ -226,20 +228,16 @@ def quantization_aware_finetune(model: nn.Module, feeds: Sequence[Feed], input_n
         total = 0.0
         for feed in feeds:
             x = _stack([feed], names)
-            total += sum(float((a - b).abs().mean() / b.abs().mean().clamp_min(1e-12))
-                         for a, b in zip(_call(student, x, names), _call(reference, x, names)))
+            total += float(_relative_l1(_call(student, x, names), _call(reference, x, names)))
         return total / len(feeds)
 
     def loss(batch: dict[str, torch.Tensor]):
         with torch.no_grad():
             targets = _call(reference, batch, names)
-        outputs = _call(student, batch, names)
-        value = sum((o - t).abs().mean() / t.abs().mean().clamp_min(1e-12) for o, t in zip(outputs, targets))
+        value = _relative_l1(_call(student, batch, names), targets)
         if options.float_anchor > 0:
             with _float_pass():
-                floats = _call(student, batch, names)
-            value = value + options.float_anchor * sum((o - t).abs().mean() / t.abs().mean().clamp_min(1e-12)
-                                                       for o, t in zip(floats, targets))
+                value = value + options.float_anchor * _relative_l1(_call(student, batch, names), targets)
         return value, {}
 
     torch.manual_seed(options.seed)
