@@ -2,7 +2,8 @@
 
 Uses the published SPAN-Tiny (../shared/reference/span/spantiny26.pth; the DSCLoRA student's exact graph)
 or, with --weights, a student checkpoint from a run. Latency is profiled at 1x3x128x128 in one process
-(machine noise here is up to ~25% run to run, so compare within one run); PSNR-Y is measured through
+(machine noise here is up to ~25% run to run, so compare within one run); OpenVINO compiles for the input
+shape when the recipe says ``static_shapes`` (sr-dsclora does); PSNR-Y is measured through
 each engine on the held-out photographs. INT8 is calibrated on training-split patches; the accuracy
 gate (0.1 dB) keeps the most sensitive layers in float when needed. Run:
 
@@ -55,7 +56,7 @@ def main() -> None:
         task = TASKS.get("super-resolution")(recipe.settings, RunContext(out_dir=folder, seed=0, quick=True))
         onnx = export_onnx(model.eval(), task.input_specs(), ["sr"], folder / "student.onnx")
         deploy = DeployConfig(int8_budget=args.budget, qat_iterations=args.qat, qat_lr=args.qat_lr,
-                              qat_float_anchor=args.qat_anchor,
+                              qat_float_anchor=args.qat_anchor, static_shapes=recipe.deploy.static_shapes,
                               calibration_samples=args.samples,
                               calibration_method=args.method or recipe.deploy.calibration_method)
         print(f"INT8: {deploy.calibration_method} calibration on {deploy.calibration_samples} training patches, "
@@ -88,7 +89,8 @@ def main() -> None:
                 kept = ", ".join(gate["kept_in_float"]) or "-"
             else:
                 artifact = load_target(runtime).build(onnx.path, precision=precision, out_dir=folder,
-                                                      name=f"{runtime}_{precision}")
+                                                      name=f"{runtime}_{precision}",
+                                                      options=deploy.target_options(TargetChoice(runtime, precision)))
             with open_runner(artifact) as runner:
                 psnr = task.evaluate(runner)["psnr_y"]
                 lat = profile_runner(runner, ProfileOptions(min_duration_s=args.seconds, min_iterations=20),

@@ -67,7 +67,7 @@ def run_recipe(recipe: Recipe, context: RunContext) -> RunResult:
                                                         engines, role, recipe.deploy, stage)
             gates[str(artifact.path)] = gate
         else:
-            artifact = _build(onnx[role], choice, engines, role)
+            artifact = _build(onnx[role], choice, engines, role, recipe.deploy)
         artifacts.append((role, artifact))
     rows = []
     for role, artifact in artifacts:
@@ -131,12 +131,13 @@ def _export(task, rm: RoleModel, path: Path, recipe_name: str) -> Artifact:
                        ExportOptions(source=f"{recipe_name}:{path.stem}"))
 
 
-def _build(onnx: Artifact, choice: TargetChoice, folder: Path, role: str) -> Artifact:
+def _build(onnx: Artifact, choice: TargetChoice, folder: Path, role: str, deploy) -> Artifact:
     from targets.files import ensure_writable_dir
 
     ensure_writable_dir(folder)
     return load_target(choice.target).build(onnx.path, precision=choice.precision, out_dir=folder,
-                                            name=f"{role}_{choice.target}_{choice.precision}")
+                                            name=f"{role}_{choice.target}_{choice.precision}",
+                                            options=deploy.target_options(choice))
 
 
 def _quantization_aware(task, onnx: Artifact, rm: RoleModel, deploy, path: Path, recipe_name: str):
@@ -194,9 +195,9 @@ def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folde
     name = f"{role}_{choice.target}_int8" + ("_nncf" if choice.target == "openvino" and choice.quantizer == "nncf" else "")
 
     def build(exclude: tuple[str, ...]) -> Artifact:
-        options = {"quantizer": choice.quantizer} if choice.target == "openvino" else None
         return target.build(onnx.path, precision="int8", out_dir=folder, name=name, calibration=feeds,
-                            int8=Int8Options(method=deploy.calibration_method, exclude=exclude), options=options)
+                            int8=Int8Options(method=deploy.calibration_method, exclude=exclude),
+                            options=deploy.target_options(choice))
 
     def evaluate(artifact: Artifact) -> float:
         with open_runner(artifact) as runner:

@@ -40,6 +40,13 @@ class DeployConfig:
     qat_lr: float = 1e-4
     qat_batch: int = 4
     qat_float_anchor: float = 1.0  # weight of keeping the un-quantized student at FP32 (0: QAT may drift)
+    static_shapes: bool = False  # OpenVINO compiles per input shape (fixed-size inputs run faster)
+
+    def target_options(self, choice: TargetChoice) -> dict | None:
+        """Build options of ``choice``'s target that follow from this config (OpenVINO: quantizer, shapes)."""
+        if choice.target != "openvino":
+            return None
+        return {"quantizer": choice.quantizer, **({"static_shapes": True} if self.static_shapes else {})}
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import numpy as np
 
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 COV_WARNING = 0.10
+STATIC_SHAPE_CACHE = 8  # OpenVINO static-shape compilations kept per model
 
 
 # ---------------------------------------------------------------- backends
@@ -70,7 +71,13 @@ def select_providers(available, requested="auto"):
 
 
 class OpenVinoBackend:
-    """A compiled OpenVINO model with an explicit inference precision, read back and checked."""
+    """A compiled OpenVINO model with an explicit inference precision, read back and checked.
+
+    ``static_shapes`` (an artifact option): compile one static-shape model per input shape seen (the last
+    ``STATIC_SHAPE_CACHE`` kept), which OpenVINO's CPU plugin runs markedly faster than the dynamic-shape
+    model (SPAN-Tiny at 128x128: about 13 vs 16 ms FP32, 7 vs 10 ms INT8). For fixed-size inputs (camera
+    frames, tracker crops); leave it off where shapes vary per call (the IDS detector's batches).
+    """
 
     runtime = "openvino"
 
@@ -83,28 +90,50 @@ class OpenVinoBackend:
                        "PERFORMANCE_HINT": str(options.get("performance_hint", "LATENCY"))}
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = str(int(threads))
-        self.compiled = ov.Core().compile_model(str(path), self.device, self.config)
-        actual = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.core = ov.Core()
+        self.model = self.core.read_model(str(path))
+        self.static_shapes = bool(options.get("static_shapes", False))
+        self._by_shape = {}  # input shapes -> (compiled, request), most recent last
+        self.compiled, self.request = (None, None) if self.static_shapes else self._compile(self.model)
+        self.output_names = [o.get_any_name() for o in self.model.outputs]
+        self.version = ov.get_version()
+
+    def _compile(self, model):
+        compiled = self.core.compile_model(model, self.device, self.config)
+        actual = compiled.get_property("INFERENCE_PRECISION_HINT")
         actual = actual.to_string() if hasattr(actual, "to_string") else str(actual)
         if actual != self.config["INFERENCE_PRECISION_HINT"]:
             raise ValueError(f"OpenVINO on {self.device} runs {actual}, not the requested "
                              f"{self.config['INFERENCE_PRECISION_HINT']}")
-        self.request = self.compiled.create_infer_request()
-        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
-        self.version = ov.get_version()
+        return compiled, compiled.create_infer_request()
+
+    def _for_shapes(self, feed):
+        """The (compiled, request) to run ``feed`` on: the dynamic model, or one compiled for these shapes."""
+        if not self.static_shapes:
+            return self.compiled, self.request
+        key = tuple(sorted((name, tuple(np.shape(array))) for name, array in feed.items()))
+        if key not in self._by_shape:
+            model = self.model.clone()
+            model.reshape({name: list(shape) for name, shape in key})
+            self._by_shape[key] = self._compile(model)
+            while len(self._by_shape) > STATIC_SHAPE_CACHE:
+                self._by_shape.pop(next(iter(self._by_shape)))
+        self._by_shape[key] = self._by_shape.pop(key)  # most recently used last
+        return self._by_shape[key]
 
     def run(self, feed):
-        result = self.request.infer(dict(feed))
-        return {n: np.array(result[o]) for n, o in zip(self.output_names, self.compiled.outputs)}
+        compiled, request = self._for_shapes(feed)
+        result = request.infer(dict(feed))
+        return {name: np.array(result[port]) for name, port in zip(self.output_names, compiled.outputs)}
 
     def bind(self, feed):
         """Set input tensors once (shared memory); return a no-argument call that runs on them."""
         import openvino as ov
 
+        _, request = self._for_shapes(feed)
         self._bound = {k: np.ascontiguousarray(v) for k, v in feed.items()}
         for name, array in self._bound.items():
-            self.request.set_tensor(name, ov.Tensor(array, shared_memory=True))
-        request = self.request
+            request.set_tensor(name, ov.Tensor(array, shared_memory=True))
         return lambda: request.infer()
 
 

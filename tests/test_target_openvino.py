@@ -73,3 +73,31 @@ def test_nncf_keeps_exactly_the_named_layers_in_float(exported):
 
     everything, without_first = fake_quantize_ops(()), fake_quantize_ops((first,))
     assert 0 < without_first < everything
+
+
+def test_static_shapes_compile_per_shape_and_match_the_dynamic_model(exported, tmp_path, monkeypatch):
+    """``static_shapes`` runs each input shape on its own static compilation (most recent kept) with the
+    same outputs as the dynamic-shape model."""
+    import numpy as np
+
+    import targets.bundle_runtime as runtime
+
+    monkeypatch.setattr(runtime, "STATIC_SHAPE_CACHE", 2)
+    dynamic = load_target("openvino").build(exported["tiny_convnet"].path, precision="fp32", out_dir=tmp_path,
+                                            name="dynamic")
+    static = load_target("openvino").build(exported["tiny_convnet"].path, precision="fp32", out_dir=tmp_path,
+                                           name="static", options={"static_shapes": True})
+    assert static.options["static_shapes"] is True
+    rng = np.random.default_rng(0)
+    feeds = [{"image": rng.random(shape, dtype=np.float32)} for shape in
+             [(1, 3, 32, 32), (2, 3, 40, 24), (1, 3, 32, 32), (1, 3, 16, 16)]]
+    with load_target("openvino").load_runner(dynamic) as d, load_target("openvino").load_runner(static) as s:
+        for feed in feeds:
+            want, got = d.infer(feed), s.infer(feed)
+            for name in want:
+                np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
+        cached = [dict(key)["image"] for key in s.backend._by_shape]
+        assert s.backend.compiled is None  # no dynamic compilation when shapes are static
+        for compiled, _ in s.backend._by_shape.values():
+            assert not compiled.inputs[0].get_partial_shape().is_dynamic
+    assert cached == [(1, 3, 32, 32), (1, 3, 16, 16)]  # the least recently used shape was dropped
