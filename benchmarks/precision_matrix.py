@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--qat", type=int, default=0, help="quantization-aware fine-tuning iterations before INT8")
     parser.add_argument("--qat-lr", type=float, default=1e-4)
     parser.add_argument("--qat-anchor", type=float, default=1.0, help="weight keeping the float model at FP32")
+    parser.add_argument("--qat-scheme", choices=["qdq", "openvino"], default="qdq",
+                        help="the exporter QAT mirrors: ONNX Runtime's Q/DQ or NNCF's placement for OpenVINO")
     parser.add_argument("--samples", type=int, default=32, help="calibration (and QAT) samples")
     parser.add_argument("--method", choices=["minmax", "entropy", "percentile"], default=None,
                         help="activation calibration (default: the sr-dsclora recipe's)")
@@ -56,11 +58,11 @@ def main() -> None:
         task = TASKS.get("super-resolution")(recipe.settings, RunContext(out_dir=folder, seed=0, quick=True))
         onnx = export_onnx(model.eval(), task.input_specs(), ["sr"], folder / "student.onnx")
         deploy = DeployConfig(int8_budget=args.budget, qat_iterations=args.qat, qat_lr=args.qat_lr,
-                              qat_float_anchor=args.qat_anchor, static_shapes=recipe.deploy.static_shapes,
+                              qat_float_anchor=args.qat_anchor, qat_scheme=args.qat_scheme, static_shapes=recipe.deploy.static_shapes,
                               calibration_samples=args.samples,
                               calibration_method=args.method or recipe.deploy.calibration_method)
         print(f"INT8: {deploy.calibration_method} calibration on {deploy.calibration_samples} training patches, "
-              f"gate budget {deploy.int8_budget} dB" + (f", {args.qat} QAT iterations" if args.qat else ""))
+              f"gate budget {deploy.int8_budget} dB" + (f", {args.qat} QAT iterations ({args.qat_scheme})" if args.qat else ""))
         int8_source = onnx
         if args.qat:
             int8_source, summary = _quantization_aware(task, onnx, RoleModel(model, ["sr"], "bench"), deploy,

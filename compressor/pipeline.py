@@ -141,28 +141,36 @@ def _build(onnx: Artifact, choice: TargetChoice, folder: Path, role: str, deploy
 
 
 def _quantization_aware(task, onnx: Artifact, rm: RoleModel, deploy, path: Path, recipe_name: str):
-    """The role fine-tuned under INT8 fake quantization (matched to the Q/DQ exporter, split Concat -> Conv
-    layers included), exported to ONNX; returns (that ONNX artifact, a summary for the report)."""
+    """The role fine-tuned under INT8 fake quantization (matched to the exporter ``deploy.qat_scheme`` names,
+    split Concat -> Conv layers included), exported to ONNX; returns (that ONNX artifact, a report summary)."""
     import tempfile
 
     import onnx as onnx_lib
 
     from compressor.qat import QatOptions, quantization_aware_finetune
     from targets.graph_rewrites import concat_conv_parts
-    from targets.quantize import Int8Options, qdq_layer_scales, quantize_qdq
+    from nncf.quantization.advanced_parameters import OverflowFix
+
+    from targets.quantize import Int8Options, first_conv_weights, nncf_overflow_fix, qdq_layer_scales, quantize_qdq
 
     parts = concat_conv_parts(onnx_lib.load(str(onnx.path), load_external_data=False))
     groups = {name.removesuffix(".weight"): sizes for name, sizes in parts.items()}
     feeds = task.calibration_feeds(deploy.calibration_samples)
-    with tempfile.TemporaryDirectory(prefix="qat-") as tmp:  # the exporter's own ranges, to train against
-        qdq = quantize_qdq(onnx.path, Path(tmp) / "ptq.onnx", feeds, Int8Options(method=deploy.calibration_method))
-        scales = qdq_layer_scales(qdq)
+    scales = None
+    if deploy.qat_scheme == "qdq":  # the exporter's own ranges, to train against
+        with tempfile.TemporaryDirectory(prefix="qat-") as tmp:
+            qdq = quantize_qdq(onnx.path, Path(tmp) / "ptq.onnx", feeds, Int8Options(method=deploy.calibration_method))
+            scales = qdq_layer_scales(qdq)
+    half_range = []
+    if deploy.qat_scheme == "openvino" and nncf_overflow_fix() != OverflowFix.DISABLE:
+        half_range = [name.removesuffix(".weight") for name in first_conv_weights(onnx.path)]
     options = QatOptions(iterations=deploy.qat_iterations, lr=deploy.qat_lr, batch=deploy.qat_batch,
-                         seed=task.context.seed, float_anchor=deploy.qat_float_anchor)
+                         seed=task.context.seed, float_anchor=deploy.qat_float_anchor, scheme=deploy.qat_scheme)
     model, summary = quantization_aware_finetune(rm.model, feeds, [s.name for s in onnx.inputs], options,
-                                                 input_groups=groups, exporter_scales=scales, desc="qat")
+                                                 input_groups=groups, exporter_scales=scales,
+                                                 half_range=half_range, desc="qat")
     tuned = RoleModel(model, rm.output_names, f"{rm.origin} + QAT {deploy.qat_iterations} it")
-    return _export(task, tuned, path, recipe_name), summary
+    return _export(task, tuned, path, recipe_name), summary | {"scheme": deploy.qat_scheme}
 
 
 def _build_int8_preferring_qat(task, onnx: Artifact, qat: tuple[Artifact, dict] | None, rm: RoleModel,
@@ -172,7 +180,7 @@ def _build_int8_preferring_qat(task, onnx: Artifact, qat: tuple[Artifact, dict] 
     if qat is None:
         return _build_int8(task, onnx, rm, choice, folder, role, deploy)
     tuned_onnx, summary = qat
-    artifact, gate = _build_int8(task, tuned_onnx, rm, choice, folder, role, deploy)
+    artifact, gate = _build_int8(task, tuned_onnx, rm, choice, folder, role, deploy, after_qat=True)
     used = gate["passed"]
     if not used:
         stage(f"the QAT model misses the budget on {choice.target}: gate the FP32 export instead")
@@ -180,9 +188,11 @@ def _build_int8_preferring_qat(task, onnx: Artifact, qat: tuple[Artifact, dict] 
     return artifact, gate | {"qat": summary | {"used": used}}
 
 
-def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folder: Path, role: str, deploy):
+def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folder: Path, role: str, deploy,
+                after_qat: bool = False):
     """INT8 through the accuracy gate: the metric drop against the FP32 PyTorch model stays within budget,
-    keeping the layers that hurt most in float when it would not."""
+    keeping the layers that hurt most in float when it would not. ``after_qat``: ``onnx`` was fine-tuned
+    for INT8, so NNCF's bias correction (which would partly undo the training) is off."""
     import tempfile
 
     from targets.accuracy_gate import gate_int8, rank_sensitive_nodes
@@ -196,7 +206,8 @@ def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folde
 
     def build(exclude: tuple[str, ...]) -> Artifact:
         return target.build(onnx.path, precision="int8", out_dir=folder, name=name, calibration=feeds,
-                            int8=Int8Options(method=deploy.calibration_method, exclude=exclude),
+                            int8=Int8Options(method=deploy.calibration_method, exclude=exclude,
+                                             bias_correction=not after_qat),
                             options=deploy.target_options(choice))
 
     def evaluate(artifact: Artifact) -> float:

@@ -28,6 +28,7 @@ from compressor.trainer import TrainSchedule, train
 log = logging.getLogger(__name__)
 QUANTIZED_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 Feed = dict[str, np.ndarray]
+SCHEMES = ("qdq", "openvino")  # which exporter fake quantization mirrors
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class QatOptions:
     batch: int = 4
     seed: int = 0
     float_anchor: float = 0.0  # > 0: also keep the un-quantized model close to FP32 (limits weight drift)
+    scheme: str = "qdq"  # the exporter mirrored: "qdq" (ONNX Runtime Q/DQ) or "openvino" (NNCF's placement)
 
 
 _QUANTIZER = {"on": True}  # switched off by _float_pass to run the same model un-quantized
@@ -53,11 +55,16 @@ def _float_pass():
         _QUANTIZER["on"] = True
 
 
-def _fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
-    """Symmetric per-output-channel INT8 of a weight (straight-through gradient)."""
+def _fake_quant_weight(weight: torch.Tensor, half_range: bool = False) -> torch.Tensor:
+    """Symmetric per-output-channel INT8 of a weight (straight-through gradient); ``half_range``: NNCF's
+    overflow fix (scale = max / 63.5, levels -64..64), which it applies to the first conv of each input."""
     if not _QUANTIZER["on"]:
         return weight
     flat = weight.detach().reshape(weight.shape[0], -1).abs().amax(dim=1)
+    if half_range:  # as OpenVINO stores it: integers floor(w / scale + 0.5), scale = max / 63.5
+        scale = (flat / 63.5).clamp_min(1e-12).view(-1, *([1] * (weight.dim() - 1)))
+        quantized = torch.floor(weight / scale + 0.5).clamp(-64, 64) * scale
+        return weight + (quantized - weight).detach()
     scale = (flat / 127.0).clamp_min(1e-12).float()
     zero = torch.zeros(weight.shape[0], dtype=torch.int32)
     return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
@@ -66,15 +73,26 @@ def _fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
 class _PerChannelWeight(nn.Module):
     """:func:`_fake_quant_weight` as a parametrization of a layer's ``weight``."""
 
+    def __init__(self, half_range: bool = False) -> None:
+        super().__init__()
+        self.half_range = half_range
+
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return _fake_quant_weight(weight)
+        return _fake_quant_weight(weight, self.half_range)
 
 
-def _fake_quant(x: torch.Tensor, absmax: float) -> torch.Tensor:
-    """Symmetric per-tensor INT8 of ``x`` (the exporter's min-max activation quantizer)."""
-    if not _QUANTIZER["on"]:
+def _fake_quant(x: torch.Tensor, quant_range) -> torch.Tensor:
+    """Per-tensor INT8 of ``x``: a float is the absolute maximum of a symmetric int8 range (the Q/DQ
+    exporter's), a ``(low, high)`` pair an asymmetric 256-level range (OpenVINO's FakeQuantize, as NNCF
+    sets it; no zero-point rounding), ``None`` leaves ``x`` in float. Straight-through gradient."""
+    if not _QUANTIZER["on"] or quant_range is None:
         return x
-    return torch.fake_quantize_per_tensor_affine(x, max(absmax, 1e-12) / 127.0, 0, -127, 127)
+    if isinstance(quant_range, (tuple, list)):
+        low, high = (float(v) for v in quant_range)
+        step = max(high - low, 1e-12) / 255.0
+        clipped = x.clamp(low, high)
+        return clipped + (torch.round((clipped - low) / step) * step + low - clipped).detach()
+    return torch.fake_quantize_per_tensor_affine(x, max(quant_range, 1e-12) / 127.0, 0, -127, 127)
 
 
 def _part_convs(layer: nn.Module, parts: Sequence[torch.Tensor], weight_fn=lambda w: w) -> list[torch.Tensor]:
@@ -118,25 +136,37 @@ def _stack(feeds: Sequence[Feed], names: Sequence[str]) -> dict[str, torch.Tenso
 
 @torch.no_grad()
 def activation_ranges(model: nn.Module, feeds: Sequence[Feed], names: Sequence[str],
-                      input_groups: dict[str, Sequence[int]] | None = None) -> dict[str, tuple]:
-    """Largest |input| and |output| of every quantized layer over ``feeds`` (min-max calibration); for a
-    layer in ``input_groups`` the input's is a list, one per channel group."""
-    ranges: dict[str, list] = {}
+                      input_groups: dict[str, Sequence[int]] | None = None, *, scheme: str = "qdq") -> dict[str, tuple]:
+    """Min-max calibration of every quantized layer's activations over ``feeds``, as ``(input, output)``.
+
+    ``scheme="qdq"`` (the Q/DQ exporter): largest |input| and |output| (symmetric). ``scheme="openvino"``
+    (NNCF's placement and estimator for OpenVINO): the input's ``(low, high)``, each the mean over feeds of
+    the per-feed minimum and maximum, and the output not quantized (``None``). For a
+    layer in ``input_groups`` each entry is a list, one per channel group."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown QAT scheme '{scheme}'; choose from: {', '.join(SCHEMES)}")
+    seen: dict[str, list] = {}
+
+    def widen(old, tensor):  # qdq: running |max|; openvino: running sums of per-feed min and max
+        if scheme == "qdq":
+            return max(old or 0.0, float(tensor.abs().max()))
+        low, high = float(tensor.min()), float(tensor.max())
+        return (low, high) if old is None else (old[0] + low, old[1] + high)
+
     handles, groups = [], input_groups or {}
     for name, layer in quantized_layers(model).items():
         def hook(module, args, output, name=name):
             sizes = groups.get(name)
             if sizes:  # per part: inputs and the part convs' outputs
-                seen = ranges.setdefault(name, [[0.0] * len(sizes), [0.0] * len(sizes)])
+                entry = seen.setdefault(name, [[None] * len(sizes), [None] * len(sizes)])
                 parts = torch.split(args[0], list(sizes), dim=1)
-                outs = _part_convs(module, parts)
-                seen[0] = [max(a, float(part.abs().max())) for a, part in zip(seen[0], parts)]
-                seen[1] = [max(a, float(out.abs().max())) for a, out in zip(seen[1], outs)]
+                entry[0] = [widen(old, part) for old, part in zip(entry[0], parts)]
+                entry[1] = [widen(old, out) for old, out in zip(entry[1], _part_convs(module, parts))]
                 return
-            seen = ranges.setdefault(name, [0.0, 0.0])
+            entry = seen.setdefault(name, [None, None])
             if args and torch.is_floating_point(args[0]):
-                seen[0] = max(seen[0], float(args[0].abs().max()))
-            seen[1] = max(seen[1], float(output.abs().max()))
+                entry[0] = widen(entry[0], args[0])
+            entry[1] = widen(entry[1], output)
         handles.append(layer.register_forward_hook(hook))
     try:
         for feed in feeds:
@@ -144,13 +174,32 @@ def activation_ranges(model: nn.Module, feeds: Sequence[Feed], names: Sequence[s
     finally:
         for handle in handles:
             handle.remove()
-    return {name: (lo, hi) for name, (lo, hi) in ranges.items()}
+    if scheme == "openvino":  # NNCF's estimator: mean over samples of min and max; outputs stay float
+        def mean(sums):
+            return None if sums is None else _nncf_asymmetric_range(sums[0] / len(feeds), sums[1] / len(feeds))
+        return {name: ([mean(i) for i in inputs], [None] * len(inputs)) if isinstance(inputs, list)
+                else (mean(inputs), None) for name, (inputs, _) in seen.items()}
+    return {name: (inputs or 0.0, outputs) for name, (inputs, outputs) in seen.items()}
+
+
+def _nncf_asymmetric_range(low: float, high: float) -> tuple[float, float]:
+    """``(low, high)`` widened as NNCF does for an 8-bit asymmetric quantizer: zero included and exactly
+    on the grid (NNCF's own function, so the simulation and the deployed model agree)."""
+    from nncf.common.quantization.structs import QuantizationScheme, QuantizerConfig
+    from nncf.quantization.fake_quantize import asymmetric_range
+    from nncf.tensor import Tensor
+
+    config = QuantizerConfig(num_bits=8, mode=QuantizationScheme.ASYMMETRIC, per_channel=False)
+    tuned = asymmetric_range(Tensor(np.array(low, np.float32)), Tensor(np.array(high, np.float32)), config)
+    return float(tuned[0].data), float(tuned[1].data)
 
 
 @contextlib.contextmanager
-def fake_quantized(model: nn.Module, ranges: dict[str, tuple], input_groups: dict[str, Sequence[int]] | None = None):
+def fake_quantized(model: nn.Module, ranges: dict[str, tuple], input_groups: dict[str, Sequence[int]] | None = None,
+                   half_range: Sequence[str] = ()):
     """Within the block, ``model``'s quantized layers see INT8 weights and INT8 activations (in and out);
-    inputs of layers in ``input_groups`` get one scale per channel group."""
+    inputs of layers in ``input_groups`` get one scale per channel group; layers named in ``half_range``
+    get half the weight range (NNCF's overflow fix)."""
     handles, layers, groups = [], quantized_layers(model), input_groups or {}
     for name, layer in layers.items():
         if name in groups and name in ranges:  # the whole split layer is recomputed from its input
@@ -158,11 +207,11 @@ def fake_quantized(model: nn.Module, ranges: dict[str, tuple], input_groups: dic
                 lambda m, args, out, g=groups[name], r=ranges[name]:
                 _fake_quant_split(m, args[0], g, *r) if _QUANTIZER["on"] else out))
             continue
-        parametrize.register_parametrization(layer, "weight", _PerChannelWeight())
+        parametrize.register_parametrization(layer, "weight", _PerChannelWeight(name in half_range))
         if name not in ranges:
             continue
         absmax_in, absmax_out = ranges[name]
-        if absmax_in > 0:
+        if absmax_in is not None and (isinstance(absmax_in, (tuple, list)) or absmax_in > 0):
             handles.append(layer.register_forward_pre_hook(
                 lambda _m, args, a=absmax_in: (_fake_quant(args[0], a), *args[1:])))
         handles.append(layer.register_forward_hook(lambda _m, _args, out, a=absmax_out: _fake_quant(out, a)))
@@ -200,11 +249,12 @@ def ranges_from_exporter(scales: dict[str, dict[str, float]], fallback: dict[str
 def quantization_aware_finetune(model: nn.Module, feeds: Sequence[Feed], input_names: Sequence[str],
                                 options: QatOptions = QatOptions(), *, input_groups: dict[str, Sequence[int]] | None = None,
                                 exporter_scales: dict[str, dict[str, float]] | None = None,
-                                desc: str = "qat") -> tuple[nn.Module, dict]:
+                                half_range: Sequence[str] = (), desc: str = "qat") -> tuple[nn.Module, dict]:
     """A copy of ``model`` fine-tuned to match the FP32 ``model`` while fake-quantized as INT8; with a summary
     (iterations, seconds, the L1 gap to FP32 under quantization before and after). ``input_groups``
     (module name -> channel sizes) mirrors the exporter's split Concat -> Conv layers; ``exporter_scales``
-    (from a Q/DQ model of ``model``) replaces min-max ranges with the exporter's own."""
+    (from a Q/DQ model of ``model``) replaces min-max ranges with the exporter's own; ``half_range`` names
+    the layers whose weights the exporter quantizes with half the range (see :func:`fake_quantized`)."""
     if not feeds:
         raise ValueError("quantization-aware fine-tuning needs calibration feeds")
     reference = copy.deepcopy(model).eval().requires_grad_(False)
@@ -212,8 +262,8 @@ def quantization_aware_finetune(model: nn.Module, feeds: Sequence[Feed], input_n
     for p in student.parameters():
         p.requires_grad_(torch.is_floating_point(p))
     names = list(input_names)
-    ranges = activation_ranges(reference, feeds, names, input_groups)
-    if exporter_scales:
+    ranges = activation_ranges(reference, feeds, names, input_groups, scheme=options.scheme)
+    if exporter_scales and options.scheme == "qdq":
         ranges = ranges_from_exporter(exporter_scales, ranges, input_groups)
     gen = np.random.default_rng(options.seed)
 
@@ -242,7 +292,7 @@ def quantization_aware_finetune(model: nn.Module, feeds: Sequence[Feed], input_n
 
     torch.manual_seed(options.seed)
     start = time.perf_counter()
-    with fake_quantized(student, ranges, input_groups):
+    with fake_quantized(student, ranges, input_groups, half_range):
         before = gap()
         result = train(loss, student.parameters(), batches(), TrainSchedule(iterations=options.iterations,
                                                                              lr=options.lr), desc=desc)

@@ -40,6 +40,7 @@ class DeployConfig:
     qat_lr: float = 1e-4
     qat_batch: int = 4
     qat_float_anchor: float = 1.0  # weight of keeping the un-quantized student at FP32 (0: QAT may drift)
+    qat_scheme: str = "qdq"  # fake quantization mirrors "qdq" (ONNX Runtime's Q/DQ) or "openvino" (NNCF's)
     static_shapes: bool = False  # OpenVINO compiles per input shape (fixed-size inputs run faster)
 
     def target_options(self, choice: TargetChoice) -> dict | None:
@@ -137,5 +138,10 @@ def _check_targets(deploy: DeployConfig) -> None:
     if deploy.calibration_method not in METHODS:
         raise ConfigError(f"deploy.calibration_method: '{deploy.calibration_method}' is not one of "
                           f"{', '.join(METHODS)}{did_you_mean(deploy.calibration_method, METHODS)}")
+    from compressor.qat import SCHEMES
+
+    if deploy.qat_scheme not in SCHEMES:
+        raise ConfigError(f"deploy.qat_scheme: '{deploy.qat_scheme}' is not one of {', '.join(SCHEMES)}"
+                          f"{did_you_mean(deploy.qat_scheme, SCHEMES)}")
     if deploy.calibration_samples < 1:
         raise ConfigError("deploy.calibration_samples: must be at least 1")

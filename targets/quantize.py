@@ -38,7 +38,8 @@ class Int8Options:
     op_types: tuple[str, ...] = QUANTIZED_OPS
     use_cache: bool = True
     split_concat: bool = True  # give each part of a Concat feeding a Conv its own scale (exact rewrite)
-    extra: dict = field(default_factory=dict)
+    bias_correction: bool = True  # NNCF: correct biases for the quantization shift (off after QAT, which did)
+    extra: dict = field(default_factory=dict)  # ONNX Runtime extra_options, or NNCF advanced parameters
 
 
 def to_fp16(onnx_path: Path, out_path: Path) -> Path:
@@ -138,6 +139,45 @@ def quantizable_nodes(onnx_path: Path, op_types: Sequence[str] = QUANTIZED_OPS) 
     return [n.name for n in model.graph.node if n.op_type in op_types and n.name]
 
 
+def first_conv_weights(onnx_path: Path) -> list[str]:
+    """Weight names of the first Conv reached from each graph input: the layers NNCF quantizes with half the
+    8-bit weight range by default (its overflow fix for CPUs without VNNI), so QAT can mirror them."""
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found, seen = [], set()
+    queue = [node for graph_input in graph.input for node in consumers.get(graph_input.name, [])]
+    while queue:
+        node = queue.pop(0)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.op_type == "Conv":
+            found.append(node.input[1])
+            continue
+        queue.extend(c for out in node.output for c in consumers.get(out, []))
+    return found
+
+
+def cpu_has_vnni() -> bool:
+    """True when this x86 CPU has VNNI (Linux ``/proc/cpuinfo`` flags); False when it cannot be told."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def nncf_overflow_fix():
+    """NNCF's weight-range setting for this CPU: the full 8-bit range where VNNI computes u8 x s8 without
+    saturating, else NNCF's default (half the range for the first conv of each input)."""
+    from nncf.quantization.advanced_parameters import OverflowFix
+
+    return OverflowFix.DISABLE if cpu_has_vnni() else OverflowFix.FIRST_LAYER
+
+
 def quantize_nncf(onnx_path: Path, feeds: Sequence[Feed], options: Int8Options = Int8Options()):
     """OpenVINO model quantized by NNCF post-training quantization (its own INT8 path)."""
     import nncf
@@ -153,8 +193,18 @@ def quantize_nncf(onnx_path: Path, feeds: Sequence[Feed], options: Int8Options =
     other_types = sorted({op.get_type_name() for op in model.get_ops()} - keep_types)
     patterns = [f"{re.escape(name)}(/.*)?$" for name in options.exclude]  # anchored: conv2d is not conv2d_5
     ignored = nncf.IgnoredScope(types=other_types, patterns=patterns, validate=False)
-    preset = nncf.QuantizationPreset.PERFORMANCE
+    # MIXED: asymmetric activations (OpenVINO's CPU kernels take the zero points at no cost; published
+    # SPAN-Tiny full INT8 30.93 dB vs 30.77 with PERFORMANCE's symmetric ones), symmetric weights.
+    preset = nncf.QuantizationPreset.MIXED
     logging.getLogger("nncf").setLevel(logging.ERROR)
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+    try:
+        advanced = AdvancedQuantizationParameters(**{"overflow_fix": nncf_overflow_fix(),
+                                                     "disable_bias_correction": not options.bias_correction,
+                                                     **options.extra})
+    except TypeError as exc:
+        raise BuildError(f"NNCF does not take these advanced parameters: {exc}") from None
     with contextlib.redirect_stdout(io.StringIO()):
         return nncf.quantize(model, nncf_dataset(feeds), preset=preset, subset_size=len(feeds),
-                             ignored_scope=ignored, **({"fast_bias_correction": True}))
+                             ignored_scope=ignored, fast_bias_correction=True, advanced_parameters=advanced)

@@ -94,3 +94,78 @@ def test_float_anchor_keeps_the_unquantized_model_near_fp32(setup):
                                                input_groups=groups)
         drift[anchor] = _error(tuned(torch.from_numpy(x)).detach().numpy(), reference)
     assert drift[1.0] < 0.5 * drift[0.0]
+
+
+def _nncf_openvino(onnx_path, feeds, **advanced):
+    import openvino as ov
+
+    from targets.quantize import quantize_nncf
+
+    model = quantize_nncf(onnx_path, feeds, Int8Options(use_cache=False, extra=advanced))
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return model, lambda x: np.array(compiled.create_infer_request().infer({0: x})[compiled.outputs[0]])
+
+
+def _half_range_layers(onnx_path) -> list[str]:
+    """The layers NNCF quantizes with half the weight range on this CPU (none where it has VNNI)."""
+    from nncf.quantization.advanced_parameters import OverflowFix
+
+    from targets.quantize import first_conv_weights, nncf_overflow_fix
+
+    if nncf_overflow_fix() == OverflowFix.DISABLE:
+        return []
+    return [name.removesuffix(".weight") for name in first_conv_weights(onnx_path)]
+
+
+def test_openvino_scheme_simulates_nncf_on_openvino(setup):
+    """Asymmetric inputs only, NNCF's ranges, NNCF's weight range: the numbers OpenVINO computes from NNCF's
+    model (bias correction off: it changes biases, which training leaves to NNCF)."""
+    from targets.quantize import first_conv_weights
+
+    _, model, onnx_path, groups, feeds, x = setup
+    assert first_conv_weights(onnx_path) == ["head.weight"]
+    half = _half_range_layers(onnx_path)
+    _, deployed = _nncf_openvino(onnx_path, feeds, disable_bias_correction=True)
+    probe = copy.deepcopy(model)
+    ranges = activation_ranges(probe, feeds, ["x"], groups, scheme="openvino")
+    with fake_quantized(probe, ranges, groups, half_range=half), torch.no_grad():
+        simulated = probe(torch.from_numpy(x)).numpy()
+    reference = model(torch.from_numpy(x)).detach().numpy()
+    assert _error(deployed(x), reference) > 1e-3  # quantization is visible ...
+    # ... and simulated: exactly with the full weight range; with NNCF's half-range first layer, OpenVINO's
+    # arithmetic is not reproduced exactly (stored weights match but for rounding ties)
+    assert _error(simulated, deployed(x)) < (1e-4 if not half else 0.5 * _error(deployed(x), reference))
+
+
+def test_openvino_scheme_uses_nncfs_activation_ranges(setup):
+    """The "openvino" scheme quantizes what NNCF quantizes for OpenVINO (conv inputs, asymmetric) with the
+    ranges NNCF computes from the same feeds."""
+    _, model, onnx_path, groups, feeds, _ = setup
+    nncf_model, _ = _nncf_openvino(onnx_path, feeds)
+    deployed = sorted((float(fq.input_value(1).get_node().get_data().item()),
+                       float(fq.input_value(2).get_node().get_data().item()))
+                      for fq in nncf_model.get_ops() if fq.get_type_name() == "FakeQuantize"
+                      and fq.input_value(1).get_node().get_data().size == 1)  # activations (weights: per channel)
+    ranges = activation_ranges(model, feeds, ["x"], groups, scheme="openvino")
+    assert all(out is None or out == [None, None] for _, out in ranges.values())  # outputs stay float
+    simulated = sorted({r for inputs, _ in ranges.values() for r in (inputs if isinstance(inputs, list) else [inputs])})
+    np.testing.assert_allclose(simulated, deployed, rtol=1e-5, atol=1e-6)
+
+
+def test_openvino_scheme_finetuning_lowers_nncf_int8_error(setup):
+    folder, model, onnx_path, groups, feeds, x = setup
+    reference = model(torch.from_numpy(x)).detach().numpy()
+    _, ptq = _nncf_openvino(onnx_path, feeds)
+    tuned, _ = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=200, lr=1e-3, batch=4,
+                                                                         scheme="openvino"), input_groups=groups,
+                                           half_range=_half_range_layers(onnx_path))
+    # bias correction off after QAT (training already compensated; NNCF's correction would undo some of it)
+    _, qat = _nncf_openvino(export_onnx(tuned, [SPEC], ["y"], folder / "tuned_ov.onnx").path, feeds,
+                            disable_bias_correction=True)
+    assert _error(qat(x), reference) < 0.95 * _error(ptq(x), reference)
+
+
+def test_unknown_scheme_is_refused(setup):
+    _, model, _, groups, feeds, _ = setup
+    with pytest.raises(ValueError, match="unknown QAT scheme 'tensorrt'"):
+        activation_ranges(model, feeds, ["x"], groups, scheme="tensorrt")
