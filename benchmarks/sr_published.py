@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--patch", type=int, default=128, help="HR training patch (LR is patch / 4)")
+    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--reconstruction", type=float, default=None, help="L1(S, HR) weight (default: recipe's)")
     parser.add_argument("--output", type=float, default=None, help="L1(S, T) weight (default: recipe's)")
     parser.add_argument("--affinity", type=float, default=None, help="affinity KD weight (default: recipe's)")
@@ -54,7 +56,7 @@ def main() -> None:
     recipe = load_recipe("sr-dsclora")
     settings = recipe.settings
     distill = dataclasses.replace(settings.distill, train=dataclasses.replace(
-        settings.distill.train, iterations=args.iterations, lr=args.lr, batch=8, patch=128),
+        settings.distill.train, iterations=args.iterations, lr=args.lr, batch=args.batch, patch=args.patch),
         loss=dataclasses.replace(settings.distill.loss, **{k: v for k, v in (
             ("reconstruction", args.reconstruction), ("output", args.output), ("affinity", args.affinity))
             if v is not None}))
@@ -76,7 +78,8 @@ def main() -> None:
             "span_tiny", weights=str(SPAN_DIR / "team23_DSCF.pth"))), ("published SPAN-28 (teacher)", teacher.model),
         ("ours: ConvLoRA, no KD", no_kd.model), ("ours: DSCLoRA (affinity + output KD)", ours.model)]]
     print(f"\nheld-out scikit-image photographs ({', '.join(task._dataset('builtin', train=False).names)}), x4, "
-          f"whole images; fine-tuning {args.iterations} it at lr {args.lr:g} on the 7 training photos "
+          f"whole images; fine-tuning {args.iterations} it at lr {args.lr:g}, batch {args.batch} x {args.patch}px HR "
+          f"patches, on the 7 training photos "
           f"({seconds:.0f} s for both); loss weights {dataclasses.asdict(distill.loss)}")
     print(f"{'model':<38} | {'PSNR-Y dB':>9} | {'SSIM-Y':>7} | {'PSNR-RGB':>8}")
     print("-" * 72)
