@@ -1,5 +1,6 @@
 """`compress run` end to end on a tiny recipe and a DIV2K-style folder the test writes."""
 import json
+from pathlib import Path
 import textwrap
 
 import numpy as np
@@ -26,6 +27,8 @@ deploy:
   int8_budget: 0.5
   calibration_samples: 4
   qat_iterations: 3
+  qat_scheme: openvino
+  static_shapes: true
   compare_batches: [1, 2]
   compare_count: 1
   profile_seconds: 0.05
@@ -89,6 +92,11 @@ def test_report_has_every_measured_field(tiny_run):
     matrix = {(r["target"], r["precision"]) for r in report["precision_matrix"]}
     assert matrix == {("onnxruntime", "fp32"), ("openvino", "fp16"), ("onnxruntime", "int8")}
     assert "## Engines" in text and "## Precision matrix (student)" in text
+    assert gate["qat"]["scheme"] == "openvino"
+    from targets.base import Artifact
+
+    openvino = Artifact.load(next(Path(a["path"]) for a in artifacts if a["target"] == "openvino"))
+    assert openvino.options["static_shapes"] is True  # the engine (and its bundle) compile per input shape
 
 
 def test_run_bundle_verifies(tiny_run):

@@ -37,6 +37,9 @@ student: {model: span_tiny}
     ("dat: {}", "dat: unknown key (did you mean 'data'?)"),
     ("deploy: {targets: [{target: openvinoo}]}", "did you mean 'openvino'"),
     ("deploy: {targets: [{target: onnxruntime, precision: int2}]}", "does not support precision 'int2'"),
+    ("deploy: {qat_scheme: openvin}", "deploy.qat_scheme: 'openvin' is not one of qdq, openvino (did you mean "
+                                      "'openvino'?)"),
+    ("deploy: {static_shapes: sometimes}", "deploy.static_shapes: expected"),
 ])
 def test_bad_recipes_name_the_problem(tmp_path, extra, problem):
     text = BASE + extra + "\n"
