@@ -146,12 +146,17 @@ def _quantization_aware(task, onnx: Artifact, rm: RoleModel, deploy, path: Path,
     import tempfile
 
     import onnx as onnx_lib
+    from nncf.quantization.advanced_parameters import OverflowFix
 
     from compressor.qat import QatOptions, quantization_aware_finetune
     from targets.graph_rewrites import concat_conv_parts
-    from nncf.quantization.advanced_parameters import OverflowFix
-
-    from targets.quantize import Int8Options, first_conv_weights, nncf_overflow_fix, qdq_layer_scales, quantize_qdq
+    from targets.quantize import (
+        Int8Options,
+        first_conv_weights,
+        nncf_overflow_fix,
+        qdq_layer_scales,
+        quantize_qdq,
+    )
 
     parts = concat_conv_parts(onnx_lib.load(str(onnx.path), load_external_data=False))
     groups = {name.removesuffix(".weight"): sizes for name, sizes in parts.items()}

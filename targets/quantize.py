@@ -60,7 +60,12 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
     Activation ranges are cached by model and data hash, so re-quantizing with other excluded nodes
     (the accuracy gate's fallback) does not calibrate again.
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from calibration.adapters import ort_reader

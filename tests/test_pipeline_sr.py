@@ -1,7 +1,7 @@
 """`compress run` end to end on a tiny recipe and a DIV2K-style folder the test writes."""
 import json
-from pathlib import Path
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
