@@ -7,7 +7,7 @@ shape when the recipe says ``static_shapes`` (sr-dsclora does); PSNR-Y is measur
 each engine on the held-out photographs. INT8 is calibrated on training-split patches; the accuracy
 gate (0.1 dB) keeps the most sensitive layers in float when needed. Run:
 
-    python benchmarks/precision_matrix.py [--seconds 5] [--weights runs/sr-dsclora/checkpoints/student.pt]
+    python benchmarks/precision_matrix.py [--seconds 5] [--threads 1] [--weights runs/sr-dsclora/checkpoints/student.pt]
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--weights", default=None, help="student state dict (.pt) instead of published SPAN-Tiny")
     parser.add_argument("--budget", type=float, default=0.1)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="inference threads per engine (default: all cores; 1 = one stream per core)")
     parser.add_argument("--qat", type=int, default=0, help="quantization-aware fine-tuning iterations before INT8")
     parser.add_argument("--qat-lr", type=float, default=1e-4)
     parser.add_argument("--qat-anchor", type=float, default=1.0, help="weight keeping the float model at FP32")
@@ -75,7 +77,7 @@ def main() -> None:
 
         feed = random_feed([feed_spec])
         print(f"SR student ({'published SPAN-Tiny' if not args.weights else args.weights}), input 1x3x128x128, "
-              f"{args.seconds:g} s per engine, {torch.get_num_threads()} threads")
+              f"{args.seconds:g} s per engine, {args.threads or torch.get_num_threads()} threads")
         print(f"{'runtime':<12} {'precision':<10} {'quantizer':<9} | {'median ms':>9} | {'p99 ms':>8} | "
               f"{'vs fp32':>7} | {'PSNR-Y dB':>9} | {'dPSNR':>7} | kept in float")
         print("-" * 100)
@@ -87,13 +89,13 @@ def main() -> None:
             if precision == "int8":
                 choice = TargetChoice(runtime, "int8", quantizer)
                 artifact, gate = _build_int8(task, int8_source, RoleModel(model, ["sr"], "bench"), choice, folder,
-                                             f"{runtime}_{quantizer}", deploy)
+                                             f"{runtime}_{quantizer}", deploy, after_qat=bool(args.qat))
                 kept = ", ".join(gate["kept_in_float"]) or "-"
             else:
                 artifact = load_target(runtime).build(onnx.path, precision=precision, out_dir=folder,
                                                       name=f"{runtime}_{precision}",
                                                       options=deploy.target_options(TargetChoice(runtime, precision)))
-            with open_runner(artifact) as runner:
+            with open_runner(artifact, threads=args.threads) as runner:
                 psnr = task.evaluate(runner)["psnr_y"]
                 lat = profile_runner(runner, ProfileOptions(min_duration_s=args.seconds, min_iterations=20),
                                      feed=feed)["latency_ms"]
