@@ -112,7 +112,19 @@ def test_build_bad_input(cli, files, tmp_path):
                               tmp_path), "does not support precision 'int3'")
     assert_one_line_error(cli("build", files["onnx"], "--target", "openvino", "--out", files["unwritable"]),
                           "output folder")
+    assert_one_line_error(cli("build", files["onnx"], "--target", "onnxruntime", "--static-shapes", "--out",
+                              tmp_path), "--static-shapes applies to the openvino target only")
     assert not list(tmp_path.glob("*.xml")) and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_build_static_shapes_compares_at_several_batches(cli, exported, tmp_path):
+    built = cli("build", exported["tiny_convnet"].path, "--target", "openvino", "--static-shapes", "--out", tmp_path,
+                "--json")
+    assert built.code == 0, built.err
+    artifact = json.loads(built.out)
+    assert artifact["options"]["static_shapes"] is True
+    compared = cli("compare", "tiny_convnet", artifact["path"], "--batch", "1,2,3", "--json")
+    assert compared.code == 0 and json.loads(compared.out)["passed"]
 
 
 def test_compare_bad_input(cli, files, tmp_path, exported):

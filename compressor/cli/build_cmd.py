@@ -40,9 +40,11 @@ def load_calibration(source: str, onnx_path: str, samples: int):
 @click.option("--quantizer", type=click.Choice(["qdq", "nncf"]), default="qdq", show_default=True,
               help="openvino int8: the shared Q/DQ ONNX, or NNCF's own post-training quantization.")
 @click.option("--keep-float", multiple=True, help="int8: a node to keep in float (repeat).")
+@click.option("--static-shapes", is_flag=True,
+              help="openvino: compile one static-shape model per input shape (faster for fixed-size inputs).")
 @json_option
 def build(model, target, precision, out_dir, name, provider, calibration, calibration_samples, calibration_method,
-          quantizer, keep_float, as_json) -> None:
+          quantizer, keep_float, static_shapes, as_json) -> None:
     """Build MODEL (an .onnx file) for --target at --precision; writes the artifact and its sidecar JSON."""
     from pathlib import Path
 
@@ -56,11 +58,15 @@ def build(model, target, precision, out_dir, name, provider, calibration, calibr
     builder.check_precision(precision)
     if provider and target != "onnxruntime":
         raise BuildError("--provider applies to the onnxruntime target only")
+    if static_shapes and target != "openvino":
+        raise BuildError("--static-shapes applies to the openvino target only")
     load_onnx(model)
     folder = ensure_writable_dir(out_dir)
     options = {"provider": provider} if provider else {}
     if target == "openvino":
         options["quantizer"] = quantizer
+        if static_shapes:
+            options["static_shapes"] = True
     feeds = load_calibration(calibration, model, calibration_samples) if calibration else None
     artifact = builder.build(Path(model), precision=precision, out_dir=folder, name=name, options=options or None,
                              calibration=feeds, int8=Int8Options(method=calibration_method, exclude=tuple(keep_float)))
