@@ -1,13 +1,15 @@
-"""Quantization-aware fine-tuning by self-distillation, matched to the Q/DQ exporter.
+"""Quantization-aware fine-tuning by self-distillation, matched to the exporter that will quantize.
 
 Post-training INT8 of small image-to-image networks (SPAN-Tiny loses ~1.6 dB PSNR) spreads its error over
 every layer, so keeping layers in float gives the speed back. Instead, the FP32 model is fine-tuned while
-seeing exactly the quantizer the exporter will apply: per-output-channel symmetric INT8 weights and
-per-tensor symmetric INT8 activations at every quantized layer's input and output, with ranges calibrated
-(min-max) on the calibration feeds. The loss is L1 between the fake-quantized model and the frozen FP32
-model on the same inputs (no labels needed), so any recipe can use it. The fine-tuned float weights are
-then quantized by the usual Q/DQ path (:func:`targets.quantize.quantize_qdq`), which re-derives the same
-kind of scales; nothing else in the deployment changes.
+seeing the quantizer the exporter will apply. Scheme ``qdq`` (ONNX Runtime's Q/DQ): per-output-channel
+symmetric INT8 weights, per-tensor symmetric INT8 activations at every quantized layer's input and output,
+the exporter's own scales. Scheme ``openvino`` (NNCF for OpenVINO): the same weights, asymmetric per-tensor
+activations at conv inputs only, with NNCF's range estimator (on a VNNI CPU the simulation equals what
+OpenVINO computes). The loss is L1 between the fake-quantized model and the frozen FP32 model on the same
+inputs (no labels needed), so any recipe can use it. The fine-tuned float weights are then quantized by the
+usual path (:func:`targets.quantize.quantize_qdq` or :func:`targets.quantize.quantize_nncf`), which
+re-derives the same kind of ranges; nothing else in the deployment changes.
 """
 from __future__ import annotations
 
