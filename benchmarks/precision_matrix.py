@@ -7,7 +7,8 @@ shape when the recipe says ``static_shapes`` (sr-dsclora does); PSNR-Y is measur
 each engine on the held-out photographs. INT8 is calibrated on training-split patches; the accuracy
 gate (0.1 dB) keeps the most sensitive layers in float when needed. Run:
 
-    python benchmarks/precision_matrix.py [--seconds 5] [--threads 1] [--weights runs/sr-dsclora/checkpoints/student.pt]
+    python benchmarks/precision_matrix.py [--seconds 5] [--threads 1]
+        [--weights runs/sr-dsclora/checkpoints/student.pt]
 """
 from __future__ import annotations
 
@@ -60,11 +61,13 @@ def main() -> None:
         task = TASKS.get("super-resolution")(recipe.settings, RunContext(out_dir=folder, seed=0, quick=True))
         onnx = export_onnx(model.eval(), task.input_specs(), ["sr"], folder / "student.onnx")
         deploy = DeployConfig(int8_budget=args.budget, qat_iterations=args.qat, qat_lr=args.qat_lr,
-                              qat_float_anchor=args.qat_anchor, qat_scheme=args.qat_scheme, static_shapes=recipe.deploy.static_shapes,
+                              qat_float_anchor=args.qat_anchor, qat_scheme=args.qat_scheme,
+                              static_shapes=recipe.deploy.static_shapes,
                               calibration_samples=args.samples,
                               calibration_method=args.method or recipe.deploy.calibration_method)
         print(f"INT8: {deploy.calibration_method} calibration on {deploy.calibration_samples} training patches, "
-              f"gate budget {deploy.int8_budget} dB" + (f", {args.qat} QAT iterations ({args.qat_scheme})" if args.qat else ""))
+              f"gate budget {deploy.int8_budget} dB"
+              + (f", {args.qat} QAT iterations ({args.qat_scheme})" if args.qat else ""))
         int8_source = onnx
         if args.qat:
             int8_source, summary = _quantization_aware(task, onnx, RoleModel(model, ["sr"], "bench"), deploy,

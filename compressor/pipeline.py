@@ -146,17 +146,10 @@ def _quantization_aware(task, onnx: Artifact, rm: RoleModel, deploy, path: Path,
     import tempfile
 
     import onnx as onnx_lib
-    from nncf.quantization.advanced_parameters import OverflowFix
 
     from compressor.qat import QatOptions, quantization_aware_finetune
     from targets.graph_rewrites import concat_conv_parts
-    from targets.quantize import (
-        Int8Options,
-        first_conv_weights,
-        nncf_overflow_fix,
-        qdq_layer_scales,
-        quantize_qdq,
-    )
+    from targets.quantize import Int8Options, nncf_half_range_weights, qdq_layer_scales, quantize_qdq
 
     parts = concat_conv_parts(onnx_lib.load(str(onnx.path), load_external_data=False))
     groups = {name.removesuffix(".weight"): sizes for name, sizes in parts.items()}
@@ -166,9 +159,8 @@ def _quantization_aware(task, onnx: Artifact, rm: RoleModel, deploy, path: Path,
         with tempfile.TemporaryDirectory(prefix="qat-") as tmp:
             qdq = quantize_qdq(onnx.path, Path(tmp) / "ptq.onnx", feeds, Int8Options(method=deploy.calibration_method))
             scales = qdq_layer_scales(qdq)
-    half_range = []
-    if deploy.qat_scheme == "openvino" and nncf_overflow_fix() != OverflowFix.DISABLE:
-        half_range = [name.removesuffix(".weight") for name in first_conv_weights(onnx.path)]
+    half_range = ([name.removesuffix(".weight") for name in nncf_half_range_weights(onnx.path)]
+                  if deploy.qat_scheme == "openvino" else [])
     options = QatOptions(iterations=deploy.qat_iterations, lr=deploy.qat_lr, batch=deploy.qat_batch,
                          seed=task.context.seed, float_anchor=deploy.qat_float_anchor, scheme=deploy.qat_scheme)
     model, summary = quantization_aware_finetune(rm.model, feeds, [s.name for s in onnx.inputs], options,

@@ -3,6 +3,7 @@ ONNX Runtime's static quantizer, INT8 through NNCF for OpenVINO."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import re
@@ -60,12 +61,7 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
     Activation ranges are cached by model and data hash, so re-quantizing with other excluded nodes
     (the accuracy gate's fallback) does not calibrate again.
     """
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from calibration.adapters import ort_reader
@@ -166,6 +162,15 @@ def first_conv_weights(onnx_path: Path) -> list[str]:
     return found
 
 
+def nncf_half_range_weights(onnx_path: Path) -> list[str]:
+    """Weight names NNCF quantizes with half the 8-bit range on this CPU (see :func:`nncf_overflow_fix`):
+    the first convs of each input where the CPU lacks VNNI, none where it has it."""
+    from nncf.quantization.advanced_parameters import OverflowFix
+
+    return [] if nncf_overflow_fix() == OverflowFix.DISABLE else first_conv_weights(onnx_path)
+
+
+@functools.cache
 def cpu_has_vnni() -> bool:
     """True when this x86 CPU has VNNI (Linux ``/proc/cpuinfo`` flags); False when it cannot be told."""
     try:

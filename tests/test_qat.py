@@ -108,13 +108,9 @@ def _nncf_openvino(onnx_path, feeds, **advanced):
 
 def _half_range_layers(onnx_path) -> list[str]:
     """The layers NNCF quantizes with half the weight range on this CPU (none where it has VNNI)."""
-    from nncf.quantization.advanced_parameters import OverflowFix
+    from targets.quantize import nncf_half_range_weights
 
-    from targets.quantize import first_conv_weights, nncf_overflow_fix
-
-    if nncf_overflow_fix() == OverflowFix.DISABLE:
-        return []
-    return [name.removesuffix(".weight") for name in first_conv_weights(onnx_path)]
+    return [name.removesuffix(".weight") for name in nncf_half_range_weights(onnx_path)]
 
 
 def test_openvino_scheme_simulates_nncf_on_openvino(setup):
