@@ -1,11 +1,11 @@
-"""DSCLoRA with the published checkpoints: SPAN-28 teacher, SPAN-Tiny base, fine-tuned on scikit-image photos.
+"""DSCLoRA with the published checkpoints: SPAN-28 teacher, SPAN-Tiny base, fine-tuned on the built-in photos.
 
 Prints PSNR-Y / SSIM-Y (shave 4, 8-bit outputs) on the held-out photographs for bicubic upsampling,
 published SPAN-Tiny, published DSCLoRA (NTIRE 2025 winner), and ours (published SPAN-Tiny + ConvLoRA
 distilled from published SPAN-28 with spatial-affinity KD on the training split). Needs
 ../shared/reference/span. Run:
 
-    python benchmarks/sr_published.py [--iterations 400] [--seed 0]
+    python benchmarks/sr_published.py [--iterations 400] [--seed 0] [--patch 256] [--batch 4]
 """
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--patch", type=int, default=128, help="HR training patch (LR is patch / 4)")
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--patch", type=int, default=256, help="HR training patch (LR is patch / 4)")
+    parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--reconstruction", type=float, default=None, help="L1(S, HR) weight (default: recipe's)")
     parser.add_argument("--output", type=float, default=None, help="L1(S, T) weight (default: recipe's)")
     parser.add_argument("--affinity", type=float, default=None, help="affinity KD weight (default: recipe's)")
@@ -79,7 +79,7 @@ def main() -> None:
         ("ours: ConvLoRA, no KD", no_kd.model), ("ours: DSCLoRA (affinity + output KD)", ours.model)]]
     print(f"\nheld-out scikit-image photographs ({', '.join(task._dataset('builtin', train=False).names)}), x4, "
           f"whole images; fine-tuning {args.iterations} it at lr {args.lr:g}, batch {args.batch} x {args.patch}px HR "
-          f"patches, on the 7 training photos "
+          f"patches, on the {len(task._dataset('builtin', train=True).names)} training photos "
           f"({seconds:.0f} s for both); loss weights {dataclasses.asdict(distill.loss)}")
     print(f"{'model':<38} | {'PSNR-Y dB':>9} | {'SSIM-Y':>7} | {'PSNR-RGB':>8}")
     print("-" * 72)

@@ -97,12 +97,14 @@ def test_builtin_split_is_fixed_and_deterministic():
     assert not set(SKIMAGE_TRAIN) & set(SKIMAGE_VAL)
     train = SkimageSRDataset(split="train", patch_size=64, seed=0)
     again = SkimageSRDataset(split="train", patch_size=64, seed=0)
-    assert train.names == SKIMAGE_TRAIN and len(train) == 7 and train.augment
+    assert train.names == SKIMAGE_TRAIN and len(train) == 9 and train.augment
     assert all(torch.equal(train[i].lr, again[i].lr) for i in range(len(train)))
     val = SkimageSRDataset(split="val", patch_size=None)
     assert val.names == SKIMAGE_VAL and not val.augment
     chelsea = val[0]
     assert chelsea.hr.shape == (3, 300, 448) and chelsea.lr.shape == (3, 75, 112)
     assert 0.0 <= float(chelsea.hr.min()) and float(chelsea.hr.max()) <= 1.0
+    china = train[SKIMAGE_TRAIN.index("sklearn:china")]  # scikit-learn's sample photograph, 427x640
+    assert china.hr.shape == (3, 64, 64) and china.lr.shape == (3, 16, 16) and float(china.hr.std()) > 0.01
     with pytest.raises(DatasetError, match="split"):
         SkimageSRDataset(split="test")

@@ -27,9 +27,10 @@ from torch.utils.data import Dataset
 from compressor.errors import CompressError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-# Colour photographs bundled with scikit-image (no download), split once and for all.
+# Colour photographs bundled with scikit-image, plus scikit-learn's two sample photographs ("sklearn:"), no
+# download; split once and for all.
 SKIMAGE_TRAIN = ("astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
-                 "motorcycle_left", "motorcycle_right")
+                 "motorcycle_left", "motorcycle_right", "sklearn:china", "sklearn:flower")
 SKIMAGE_VAL = ("chelsea", "coffee")
 
 
@@ -168,6 +169,10 @@ class ImageFolderSRDataset(_SRDataset):
 
 
 def _skimage_loader(name: str) -> Callable[[], np.ndarray]:
+    if name.startswith("sklearn:"):
+        from sklearn.datasets import load_sample_image  # ships china.jpg and flower.jpg (427x640)
+
+        return lambda: load_sample_image(name.removeprefix("sklearn:") + ".jpg")
     import skimage.data  # heavy import, only when the built-in data set is used
 
     if name.startswith("motorcycle_"):
@@ -182,7 +187,8 @@ def _skimage_image(name: str) -> Tensor:
 
 
 class SkimageSRDataset(_SRDataset):
-    """Real colour photographs bundled with scikit-image: 7 for ``split="train"``, 2 for ``"val"``.
+    """Real colour photographs bundled with scikit-image (and scikit-learn's two): 9 for ``split="train"``,
+    2 for ``"val"``.
 
     The split is a fixed list (:data:`SKIMAGE_TRAIN`, :data:`SKIMAGE_VAL`); nothing is downloaded.
     """
