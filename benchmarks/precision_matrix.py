@@ -13,15 +13,18 @@ gate (0.1 dB) keeps the most sensitive layers in float when needed. Run:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 from pathlib import Path
 
 import torch
 
 SPAN = Path(__file__).resolve().parents[2] / "shared" / "reference" / "span" / "spantiny26.pth"
-ROWS = [("onnxruntime", "fp32", "qdq"), ("onnxruntime", "fp16", "qdq"), ("onnxruntime", "int8", "qdq"),
-        ("openvino", "fp32", "qdq"), ("openvino", "fp16", "qdq"), ("openvino", "bf16", "qdq"),
-        ("openvino", "int8", "qdq"), ("openvino", "int8", "nncf")]
+# (runtime, precision, quantizer, precision of the layers left out of INT8)
+ROWS = [("onnxruntime", "fp32", "qdq", "fp32"), ("onnxruntime", "fp16", "qdq", "fp32"),
+        ("onnxruntime", "int8", "qdq", "fp32"), ("openvino", "fp32", "qdq", "fp32"),
+        ("openvino", "fp16", "qdq", "fp32"), ("openvino", "bf16", "qdq", "fp32"), ("openvino", "int8", "qdq", "fp32"),
+        ("openvino", "int8", "nncf", "fp32"), ("openvino", "int8", "nncf", "bf16")]
 
 
 def main() -> None:
@@ -68,13 +71,14 @@ def main() -> None:
         print(f"INT8: {deploy.calibration_method} calibration on {deploy.calibration_samples} training patches, "
               f"gate budget {deploy.int8_budget} dB"
               + (f", {args.qat} QAT iterations ({args.qat_scheme})" if args.qat else ""))
-        int8_source = onnx
+        int8_source, trained_ranges = onnx, None
         if args.qat:
             int8_source, summary = _quantization_aware(task, onnx, RoleModel(model, ["sr"], "bench"), deploy,
                                                        folder / "student_qat.onnx", "bench")
             print(f"QAT: {summary['iterations']} it, lr {summary['lr']:g}, {summary['samples']} samples, "
                   f"{summary['seconds']:.0f} s; relative L1 to FP32 under INT8 "
                   f"{summary['relative_l1_to_fp32_before']:.4f} -> {summary['relative_l1_to_fp32_after']:.4f}")
+            trained_ranges = summary["activation_ranges"] or None  # NNCF gets the ranges QAT trained for
         feed_spec = TensorSpec.parse("image:1x3x128x128:float32:0..1")
         from targets.inputs import random_feed
 
@@ -85,15 +89,19 @@ def main() -> None:
               f"{'vs fp32':>7} | {'PSNR-Y dB':>9} | {'dPSNR':>7} | kept in float")
         print("-" * 100)
         base: dict[str, tuple[float, float]] = {}
-        for runtime, precision, quantizer in ROWS:
-            if precision == "bf16" and not cpu_supports_bf16():
+        for runtime, precision, quantizer, float_layers in ROWS:
+            if "bf16" in (precision, float_layers) and not cpu_supports_bf16():
                 continue
             kept = "-"
             if precision == "int8":
                 choice = TargetChoice(runtime, "int8", quantizer)
                 artifact, gate = _build_int8(task, int8_source, RoleModel(model, ["sr"], "bench"), choice, folder,
-                                             f"{runtime}_{quantizer}", deploy, after_qat=bool(args.qat))
-                kept = ", ".join(gate["kept_in_float"]) or "-"
+                                             f"{runtime}_{quantizer}_{float_layers}",
+                                             dataclasses.replace(deploy, int8_float_layers=float_layers),
+                                             after_qat=bool(args.qat),
+                                             activation_ranges=trained_ranges if quantizer == "nncf" else None)
+                kept = (", ".join(gate["kept_in_float"]) or "-") + (f" (in {float_layers})" if float_layers != "fp32"
+                                                                     else "")
             else:
                 artifact = load_target(runtime).build(onnx.path, precision=precision, out_dir=folder,
                                                       name=f"{runtime}_{precision}",
@@ -104,7 +112,8 @@ def main() -> None:
                                      feed=feed)["latency_ms"]
             base.setdefault(runtime, (lat["median"], psnr))
             ref_ms, ref_psnr = base[runtime]
-            print(f"{runtime:<12} {precision:<10} {quantizer if precision == 'int8' else '':<9} | "
+            label = quantizer + ("+bf16" if float_layers != "fp32" else "") if precision == "int8" else ""
+            print(f"{runtime:<12} {precision:<10} {label:<9} | "
                   f"{lat['median']:>9.2f} | {lat['p99']:>8.2f} | {ref_ms / lat['median']:>6.2f}x | {psnr:>9.4f} | "
                   f"{psnr - ref_psnr:>+7.4f} | {kept}")
 

@@ -177,19 +177,23 @@ def _build_int8_preferring_qat(task, onnx: Artifact, qat: tuple[Artifact, dict] 
     if qat is None:
         return _build_int8(task, onnx, rm, choice, folder, role, deploy)
     tuned_onnx, summary = qat
-    artifact, gate = _build_int8(task, tuned_onnx, rm, choice, folder, role, deploy, after_qat=True)
+    ranges = summary.get("activation_ranges") if choice.target == "openvino" and choice.quantizer == "nncf" else None
+    artifact, gate = _build_int8(task, tuned_onnx, rm, choice, folder, role, deploy, after_qat=True,
+                                 activation_ranges=ranges)
     used = gate["passed"]
     if not used:
         stage(f"the QAT model misses the budget on {choice.target}: gate the FP32 export instead")
         artifact, gate = _build_int8(task, onnx, rm, choice, folder, role, deploy)
-    return artifact, gate | {"qat": summary | {"used": used}}
+    summary = {k: v for k, v in summary.items() if k != "activation_ranges"}
+    return artifact, gate | {"qat": summary | {"used": used, "trained_ranges": bool(ranges)}}
 
 
 def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folder: Path, role: str, deploy,
-                after_qat: bool = False):
+                after_qat: bool = False, activation_ranges: dict[str, tuple[float, float]] | None = None):
     """INT8 through the accuracy gate: the metric drop against the FP32 PyTorch model stays within budget,
     keeping the layers that hurt most in float when it would not. ``after_qat``: ``onnx`` was fine-tuned
-    for INT8, so NNCF's bias correction (which would partly undo the training) is off."""
+    for INT8, so NNCF's bias correction (which would partly undo the training) is off;
+    ``activation_ranges`` (NNCF): the ranges that fine-tuning trained the weights for."""
     import tempfile
 
     from targets.accuracy_gate import gate_int8, rank_sensitive_nodes
@@ -199,12 +203,15 @@ def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folde
     ensure_writable_dir(folder)
     feeds = task.calibration_feeds(deploy.calibration_samples)
     target = load_target(choice.target)
-    name = f"{role}_{choice.target}_int8" + ("_nncf" if choice.target == "openvino" and choice.quantizer == "nncf" else "")
+    nncf = choice.target == "openvino" and choice.quantizer == "nncf"
+    name = f"{role}_{choice.target}_int8" + ("_nncf" if nncf else "")
 
     def build(exclude: tuple[str, ...]) -> Artifact:
         return target.build(onnx.path, precision="int8", out_dir=folder, name=name, calibration=feeds,
                             int8=Int8Options(method=deploy.calibration_method, exclude=exclude,
-                                             bias_correction=not after_qat),
+                                             bias_correction=not after_qat,
+                                             activation_ranges=tuple((name, *r) for name, r in
+                                                                     (activation_ranges or {}).items())),
                             options=deploy.target_options(choice))
 
     def evaluate(artifact: Artifact) -> float:
@@ -220,7 +227,8 @@ def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folde
         reference = task.evaluate(reference_runner)[task.metric]
     artifact, result = gate_int8(build, evaluate, reference=reference, budget=deploy.int8_budget, rank=rank)
     return artifact, result.to_dict() | {"calibration_samples": len(feeds), "method": deploy.calibration_method,
-                                         "quantizer": choice.quantizer}
+                                         "quantizer": choice.quantizer,
+                                         "float_layers": artifact.options.get("float_layers", "fp32")}
 
 
 def _check_artifact(role: str, artifact: Artifact, rm: RoleModel, task, recipe: Recipe) -> dict[str, Any]:
@@ -259,6 +267,7 @@ def _precision_matrix(rows: list[dict], fp32_metric: float, metric: str) -> list
              "parity_max_abs": r["parity"]["max_abs"], "latency_median_ms": r["latency_ms"]["median"],
              "latency_p99_ms": r["latency_ms"]["p99"], "size_bytes": r["size_bytes"],
              "kept_in_float": r.get("int8_gate", {}).get("kept_in_float", []),
+             "float_layers": r.get("int8_gate", {}).get("float_layers"),
              "gate_passed": r.get("int8_gate", {}).get("passed"), "qat_iterations": _qat_iterations(r)}
             for r in rows if r["role"] == "student"]
 

@@ -42,12 +42,17 @@ class DeployConfig:
     qat_float_anchor: float = 1.0  # weight of keeping the un-quantized student at FP32 (0: QAT may drift)
     qat_scheme: str = "qdq"  # fake quantization mirrors "qdq" (ONNX Runtime's Q/DQ) or "openvino" (NNCF's)
     static_shapes: bool = False  # OpenVINO compiles per input shape (fixed-size inputs run faster)
+    int8_float_layers: str = "fp32"  # OpenVINO INT8: precision of the layers left out of INT8 ("fp32" or "bf16")
 
     def target_options(self, choice: TargetChoice) -> dict | None:
-        """Build options of ``choice``'s target that follow from this config (OpenVINO: quantizer, shapes)."""
+        """Build options of ``choice``'s target that follow from this config (OpenVINO: quantizer, shapes,
+        the precision of an INT8 artifact's float layers)."""
         if choice.target != "openvino":
             return None
-        return {"quantizer": choice.quantizer, **({"static_shapes": True} if self.static_shapes else {})}
+        options = {"quantizer": choice.quantizer, **({"static_shapes": True} if self.static_shapes else {})}
+        if choice.precision == "int8" and self.int8_float_layers != "fp32":
+            options["float_layers"] = self.int8_float_layers
+        return options
 
 
 @dataclass(frozen=True)
@@ -143,5 +148,10 @@ def _check_targets(deploy: DeployConfig) -> None:
     if deploy.qat_scheme not in SCHEMES:
         raise ConfigError(f"deploy.qat_scheme: '{deploy.qat_scheme}' is not one of {', '.join(SCHEMES)}"
                           f"{did_you_mean(deploy.qat_scheme, SCHEMES)}")
+    from targets.openvino import FLOAT_LAYERS
+
+    if deploy.int8_float_layers not in FLOAT_LAYERS:
+        raise ConfigError(f"deploy.int8_float_layers: '{deploy.int8_float_layers}' is not one of "
+                          f"{', '.join(FLOAT_LAYERS)}{did_you_mean(deploy.int8_float_layers, FLOAT_LAYERS)}")
     if deploy.calibration_samples < 1:
         raise ConfigError("deploy.calibration_samples: must be at least 1")

@@ -66,6 +66,8 @@ def _precision_matrix(report: dict[str, Any], metric: str) -> list[str]:
              "|---|---|---:|---:|---|---:|---:|---:|---|"]
     for r in rows:
         kept = ", ".join(r["kept_in_float"]) or "-"
+        if r.get("float_layers") not in (None, "fp32") and r["kept_in_float"]:
+            kept += f" (in {r['float_layers']})"
         gate = "" if r["gate_passed"] is None else (" (gate passed)" if r["gate_passed"] else " (gate FAILED)")
         gate += f"; after {r['qat_iterations']} QAT iterations" if r.get("qat_iterations") else ""
         lines.append(f"| {r['target']} | {r['precision']} | {r[metric]:.4f} | {r['delta_vs_fp32']:+.4f} | "

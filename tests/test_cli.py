@@ -114,6 +114,8 @@ def test_build_bad_input(cli, files, tmp_path):
                           "output folder")
     assert_one_line_error(cli("build", files["onnx"], "--target", "onnxruntime", "--static-shapes", "--out",
                               tmp_path), "--static-shapes applies to the openvino target only")
+    assert_one_line_error(cli("build", files["onnx"], "--target", "onnxruntime", "--float-layers", "bf16", "--out",
+                              tmp_path), "--float-layers applies to the openvino target only")
     assert not list(tmp_path.glob("*.xml")) and not list(tmp_path.glob(".*tmp*"))
 
 

@@ -96,12 +96,12 @@ def test_float_anchor_keeps_the_unquantized_model_near_fp32(setup):
     assert drift[1.0] < 0.5 * drift[0.0]
 
 
-def _nncf_openvino(onnx_path, feeds, **advanced):
+def _nncf_openvino(onnx_path, feeds, ranges=(), **advanced):
     import openvino as ov
 
     from targets.quantize import quantize_nncf
 
-    model = quantize_nncf(onnx_path, feeds, Int8Options(use_cache=False, extra=advanced))
+    model = quantize_nncf(onnx_path, feeds, Int8Options(use_cache=False, extra=advanced, activation_ranges=ranges))
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return model, lambda x: np.array(compiled.create_infer_request().infer({0: x})[compiled.outputs[0]])
 
@@ -159,6 +159,41 @@ def test_openvino_scheme_finetuning_lowers_nncf_int8_error(setup):
     _, qat = _nncf_openvino(export_onnx(tuned, [SPEC], ["y"], folder / "tuned_ov.onnx").path, feeds,
                             disable_bias_correction=True)
     assert _error(qat(x), reference) < 0.95 * _error(ptq(x), reference)
+
+
+def test_nncf_deploys_the_ranges_qat_trained_for(setup):
+    """After QAT the weights fit the fixed ranges they were trained with: NNCF given those ranges computes
+    exactly the simulated model, which NNCF's own re-estimate on the moved weights does not."""
+    from compressor.qat import weight_keyed_ranges
+
+    folder, model, onnx_path, groups, feeds, x = setup
+    half = _half_range_layers(onnx_path)
+    tuned, summary = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=150, lr=3e-3, batch=4,
+                                                                               scheme="openvino"),
+                                                 input_groups=groups, half_range=half)
+    trained = activation_ranges(model, feeds, ["x"], groups, scheme="openvino")  # fixed during training
+    assert summary["activation_ranges"] == weight_keyed_ranges(trained, groups)
+    assert set(summary["activation_ranges"]) == {"head.weight", "body.weight", "cat.weight_part0",
+                                                 "cat.weight_part1"}
+    probe = copy.deepcopy(tuned)
+    with fake_quantized(probe, trained, groups, half_range=half), torch.no_grad():
+        simulated = probe(torch.from_numpy(x)).numpy()
+    tuned_onnx = export_onnx(tuned, [SPEC], ["y"], folder / "tuned_ranges.onnx").path
+    ranges = tuple((name, *r) for name, r in summary["activation_ranges"].items())
+    _, given = _nncf_openvino(tuned_onnx, feeds, ranges, disable_bias_correction=True)
+    _, own = _nncf_openvino(tuned_onnx, feeds, disable_bias_correction=True)
+    assert _error(given(x), simulated) < (1e-4 if not half else 0.5 * _error(own(x), simulated))
+    assert _error(own(x), simulated) > 10 * _error(given(x), simulated)
+
+
+def test_ranges_for_unknown_convs_are_refused(setup):
+    from compressor.errors import BuildError
+
+    _, _, onnx_path, _, feeds, _ = setup
+    with pytest.raises(BuildError, match="none of the 1 activation ranges names a quantized conv"):
+        _nncf_openvino(onnx_path, feeds, (("nope.weight", 0.0, 1.0),))
+    with pytest.raises(BuildError, match="NNCF quantization only"):
+        quantize_qdq(onnx_path, onnx_path.with_name("x.onnx"), feeds, Int8Options(activation_ranges=(("a", 0, 1),)))
 
 
 def test_unknown_scheme_is_refused(setup):

@@ -40,6 +40,8 @@ student: {model: span_tiny}
     ("deploy: {qat_scheme: openvin}", "deploy.qat_scheme: 'openvin' is not one of qdq, openvino (did you mean "
                                       "'openvino'?)"),
     ("deploy: {static_shapes: sometimes}", "deploy.static_shapes: expected"),
+    ("deploy: {int8_float_layers: bf61}", "deploy.int8_float_layers: 'bf61' is not one of fp32, bf16 (did you "
+                                          "mean 'bf16'?)"),
 ])
 def test_bad_recipes_name_the_problem(tmp_path, extra, problem):
     text = BASE + extra + "\n"

@@ -101,3 +101,41 @@ def test_static_shapes_compile_per_shape_and_match_the_dynamic_model(exported, t
         for compiled, _ in s.backend._by_shape.values():
             assert not compiled.inputs[0].get_partial_shape().is_dynamic
     assert cached == [(1, 3, 32, 32), (1, 3, 16, 16)]  # the least recently used shape was dropped
+
+
+def test_int8_float_layers_in_bf16(exported, tmp_path):
+    """``float_layers: bf16``: the layers kept out of INT8 compute in bf16 (read back from the compiled model);
+    the outputs stay within INT8 parity of the same INT8 model with f32 float layers, but are not identical."""
+    import numpy as np
+    import onnx
+
+    from compressor.errors import BuildError
+    from targets.openvino import cpu_supports_bf16
+    from targets.quantize import Int8Options
+
+    if not cpu_supports_bf16():
+        pytest.skip("this CPU has no bf16 support in OpenVINO")
+    path = exported["tiny_convnet"].path
+    spec = exported["tiny_convnet"].inputs[0]
+    rng = np.random.default_rng(0)
+    feeds = [{spec.name: rng.random(spec.concrete_shape(1), dtype=np.float32)} for _ in range(4)]
+    keep = tuple(n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv")[:1]
+    artifacts = {layers: load_target("openvino").build(
+        path, precision="int8", out_dir=tmp_path, name=f"int8_{layers}", calibration=feeds,
+        int8=Int8Options(exclude=keep), options={"quantizer": "nncf", "float_layers": layers})
+        for layers in ("fp32", "bf16")}
+    assert artifacts["bf16"].options["float_layers"] == "bf16" and artifacts["bf16"].options["inference_precision"] == "bf16"
+    outputs = {}
+    for layers, artifact in artifacts.items():
+        with load_target("openvino").load_runner(artifact) as runner:
+            hint = runner.backend.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+            assert hint == {"fp32": "f32", "bf16": "bf16"}[layers]
+            outputs[layers] = next(iter(runner.infer(feeds[0]).values()))
+    scale = float(np.abs(outputs["fp32"]).max())
+    difference = float(np.abs(outputs["bf16"] - outputs["fp32"]).max())
+    assert 0 < difference < 0.05 * scale
+    with pytest.raises(BuildError, match="applies to int8 artifacts only"):
+        load_target("openvino").build(path, precision="fp32", out_dir=tmp_path, options={"float_layers": "bf16"})
+    with pytest.raises(BuildError, match="unknown float_layers 'int4'"):
+        load_target("openvino").build(path, precision="int8", out_dir=tmp_path, calibration=feeds,
+                                      options={"float_layers": "int4"})

@@ -42,9 +42,11 @@ def load_calibration(source: str, onnx_path: str, samples: int):
 @click.option("--keep-float", multiple=True, help="int8: a node to keep in float (repeat).")
 @click.option("--static-shapes", is_flag=True,
               help="openvino: compile one static-shape model per input shape (faster for fixed-size inputs).")
+@click.option("--float-layers", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="openvino int8: precision of the layers left out of INT8 (--keep-float ones included).")
 @json_option
 def build(model, target, precision, out_dir, name, provider, calibration, calibration_samples, calibration_method,
-          quantizer, keep_float, static_shapes, as_json) -> None:
+          quantizer, keep_float, static_shapes, float_layers, as_json) -> None:
     """Build MODEL (an .onnx file) for --target at --precision; writes the artifact and its sidecar JSON."""
     from pathlib import Path
 
@@ -60,6 +62,8 @@ def build(model, target, precision, out_dir, name, provider, calibration, calibr
         raise BuildError("--provider applies to the onnxruntime target only")
     if static_shapes and target != "openvino":
         raise BuildError("--static-shapes applies to the openvino target only")
+    if float_layers != "fp32" and target != "openvino":
+        raise BuildError("--float-layers applies to the openvino target only")
     load_onnx(model)
     folder = ensure_writable_dir(out_dir)
     options = {"provider": provider} if provider else {}
@@ -67,6 +71,8 @@ def build(model, target, precision, out_dir, name, provider, calibration, calibr
         options["quantizer"] = quantizer
         if static_shapes:
             options["static_shapes"] = True
+        if float_layers != "fp32":
+            options["float_layers"] = float_layers
     feeds = load_calibration(calibration, model, calibration_samples) if calibration else None
     artifact = builder.build(Path(model), precision=precision, out_dir=folder, name=name, options=options or None,
                              calibration=feeds, int8=Int8Options(method=calibration_method, exclude=tuple(keep_float)))
