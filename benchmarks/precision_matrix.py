@@ -71,14 +71,13 @@ def main() -> None:
         print(f"INT8: {deploy.calibration_method} calibration on {deploy.calibration_samples} training patches, "
               f"gate budget {deploy.int8_budget} dB"
               + (f", {args.qat} QAT iterations ({args.qat_scheme})" if args.qat else ""))
-        int8_source, trained_ranges = onnx, None
+        int8_source = onnx
         if args.qat:
             int8_source, summary = _quantization_aware(task, onnx, RoleModel(model, ["sr"], "bench"), deploy,
                                                        folder / "student_qat.onnx", "bench")
             print(f"QAT: {summary['iterations']} it, lr {summary['lr']:g}, {summary['samples']} samples, "
                   f"{summary['seconds']:.0f} s; relative L1 to FP32 under INT8 "
                   f"{summary['relative_l1_to_fp32_before']:.4f} -> {summary['relative_l1_to_fp32_after']:.4f}")
-            trained_ranges = summary["activation_ranges"] or None  # NNCF gets the ranges QAT trained for
         feed_spec = TensorSpec.parse("image:1x3x128x128:float32:0..1")
         from targets.inputs import random_feed
 
@@ -99,7 +98,8 @@ def main() -> None:
                                              f"{runtime}_{quantizer}_{float_layers}",
                                              dataclasses.replace(deploy, int8_float_layers=float_layers),
                                              after_qat=bool(args.qat),
-                                             activation_ranges=trained_ranges if quantizer == "nncf" else None)
+                                             ranges_from=onnx.path if args.qat and args.qat_scheme == "openvino"
+                                             and quantizer == "nncf" else None)
                 kept = (", ".join(gate["kept_in_float"]) or "-") + (f" (in {float_layers})" if float_layers != "fp32"
                                                                      else "")
             else:

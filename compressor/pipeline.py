@@ -177,23 +177,24 @@ def _build_int8_preferring_qat(task, onnx: Artifact, qat: tuple[Artifact, dict] 
     if qat is None:
         return _build_int8(task, onnx, rm, choice, folder, role, deploy)
     tuned_onnx, summary = qat
-    ranges = summary.get("activation_ranges") if choice.target == "openvino" and choice.quantizer == "nncf" else None
+    # NNCF after the "openvino" scheme: the ranges QAT trained with (NNCF's for the FP32 model), not new ones
+    trained = summary.get("scheme") == "openvino" and choice.target == "openvino" and choice.quantizer == "nncf"
     artifact, gate = _build_int8(task, tuned_onnx, rm, choice, folder, role, deploy, after_qat=True,
-                                 activation_ranges=ranges)
+                                 ranges_from=onnx.path if trained else None)
     used = gate["passed"]
     if not used:
         stage(f"the QAT model misses the budget on {choice.target}: gate the FP32 export instead")
         artifact, gate = _build_int8(task, onnx, rm, choice, folder, role, deploy)
-    summary = {k: v for k, v in summary.items() if k != "activation_ranges"}
-    return artifact, gate | {"qat": summary | {"used": used, "trained_ranges": bool(ranges)}}
+    return artifact, gate | {"qat": summary | {"used": used, "trained_ranges": trained and used}}
 
 
 def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folder: Path, role: str, deploy,
-                after_qat: bool = False, activation_ranges: dict[str, tuple[float, float]] | None = None):
+                after_qat: bool = False, ranges_from: Path | None = None):
     """INT8 through the accuracy gate: the metric drop against the FP32 PyTorch model stays within budget,
     keeping the layers that hurt most in float when it would not. ``after_qat``: ``onnx`` was fine-tuned
     for INT8, so NNCF's bias correction (which would partly undo the training) is off;
-    ``activation_ranges`` (NNCF): the ranges that fine-tuning trained the weights for."""
+    ``ranges_from`` (NNCF): the FP32 ONNX whose NNCF activation ranges the fine-tuning trained with, used
+    instead of ranges calibrated on ``onnx``."""
     import tempfile
 
     from targets.accuracy_gate import gate_int8, rank_sensitive_nodes
@@ -207,11 +208,15 @@ def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folde
     name = f"{role}_{choice.target}_int8" + ("_nncf" if nncf else "")
 
     def build(exclude: tuple[str, ...]) -> Artifact:
+        ranges = ()
+        if ranges_from is not None:
+            from targets.quantize import activation_ranges_nncf, quantize_nncf
+
+            fp32 = quantize_nncf(ranges_from, feeds, Int8Options(method=deploy.calibration_method, exclude=exclude))
+            ranges = tuple((fq, *r) for fq, r in activation_ranges_nncf(fp32).items())
         return target.build(onnx.path, precision="int8", out_dir=folder, name=name, calibration=feeds,
                             int8=Int8Options(method=deploy.calibration_method, exclude=exclude,
-                                             bias_correction=not after_qat,
-                                             activation_ranges=tuple((name, *r) for name, r in
-                                                                     (activation_ranges or {}).items())),
+                                             bias_correction=not after_qat, activation_ranges=ranges),
                             options=deploy.target_options(choice))
 
     def evaluate(artifact: Artifact) -> float:

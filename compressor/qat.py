@@ -10,9 +10,9 @@ OpenVINO computes). The loss is L1 between the fake-quantized model and the froz
 inputs (no labels needed), so any recipe can use it. The activation ranges stay fixed while the weights
 adapt to them. The fine-tuned float weights are then quantized by the usual path
 (:func:`targets.quantize.quantize_qdq` re-derives its ranges; :func:`targets.quantize.quantize_nncf` is given
-the trained ones, :func:`weight_keyed_ranges`: NNCF's own re-estimate on the moved weights would not be
-what the weights were trained for; published SPAN-Tiny after 1000 steps: 31.19 dB with the trained
-ranges, 30.68 with NNCF's).
+NNCF's ranges for the FP32 model, the ones the ``openvino`` scheme trained with: NNCF's re-estimate on the
+moved weights is not what they were trained for; published SPAN-Tiny after 1000 steps: 31.19 dB with the
+trained ranges, 30.68 with NNCF's).
 """
 from __future__ import annotations
 
@@ -237,20 +237,6 @@ def fake_quantized(model: nn.Module, ranges: dict[str, tuple], input_groups: dic
                 parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
 
 
-def weight_keyed_ranges(ranges: dict[str, tuple], input_groups: dict[str, Sequence[int]] | None = None
-                        ) -> dict[str, tuple[float, float]]:
-    """Asymmetric input ranges (the ``openvino`` scheme's) keyed by the exported conv's weight name, as
-    :func:`targets.quantize.quantize_nncf` takes them: ``block_1.c1_r.weight``, and ``conv_cat.weight_part2``
-    for a part of a split Concat -> Conv."""
-    keyed = {}
-    for name, (inputs, _) in ranges.items():
-        if (input_groups or {}).get(name) and isinstance(inputs, list):
-            keyed.update({f"{name}.weight_part{i}": tuple(r) for i, r in enumerate(inputs) if r is not None})
-        elif isinstance(inputs, (tuple, list)):
-            keyed[f"{name}.weight"] = tuple(inputs)
-    return keyed
-
-
 def ranges_from_exporter(scales: dict[str, dict[str, float]], fallback: dict[str, tuple],
                          input_groups: dict[str, Sequence[int]] | None = None) -> dict[str, tuple]:
     """The activation ranges the Q/DQ exporter chose (:func:`targets.quantize.qdq_layer_scales`, keyed by
@@ -327,7 +313,6 @@ def quantization_aware_finetune(model: nn.Module, feeds: Sequence[Feed], input_n
     summary = {"iterations": options.iterations, "lr": options.lr, "samples": len(feeds),
                "seconds": round(time.perf_counter() - start, 2), "layers": len(quantized_layers(student)),
                "relative_l1_to_fp32_before": before, "relative_l1_to_fp32_after": after,
-               "final_loss": result.final_loss,
-               "activation_ranges": weight_keyed_ranges(ranges, input_groups) if options.scheme == "openvino" else {}}
+               "final_loss": result.final_loss}
     log.info("QAT: relative L1 to FP32 under INT8 %.4f -> %.4f", before, after)
     return student.eval(), summary

@@ -41,8 +41,8 @@ class Int8Options:
     split_concat: bool = True  # give each part of a Concat feeding a Conv its own scale (exact rewrite)
     bias_correction: bool = True  # NNCF: correct biases for the quantization shift (off after QAT, which did)
     extra: dict = field(default_factory=dict)  # ONNX Runtime extra_options, or NNCF advanced parameters
-    # NNCF: fixed asymmetric input ranges, ((conv weight name, low, high), ...), instead of calibrated ones
-    # (the ranges a quantization-aware fine-tuning trained the weights for; see compressor.qat)
+    # NNCF: fixed activation ranges ((FakeQuantize name, low, high), ...) instead of calibrated ones: those
+    # of the FP32 model a quantization-aware fine-tuning started from, which it trained the weights for
     activation_ranges: tuple[tuple[str, float, float], ...] = ()
 
 
@@ -201,10 +201,7 @@ def quantize_nncf(onnx_path: Path, feeds: Sequence[Feed], options: Int8Options =
     from calibration.adapters import nncf_dataset
 
     with tempfile.TemporaryDirectory(prefix="nncf-") as tmp:
-        rewritten = _rewritten(onnx_path, Path(tmp) / "rewritten.onnx", options)
-        model = ov.convert_model(str(rewritten))
-        conv_weights = {n.name: n.input[1] for n in onnx.load(str(rewritten), load_external_data=False).graph.node
-                        if n.op_type == "Conv"}
+        model = ov.convert_model(str(_rewritten(onnx_path, Path(tmp) / "rewritten.onnx", options)))
     # Quantize the same op kinds as the Q/DQ path (conv and matmul inputs); OpenVINO names an op after the
     # ONNX node, with suffixes such as "/WithoutBiases", so excluded nodes are matched as name patterns.
     keep_types = {"Convolution", "GroupConvolution", "MatMul"}
@@ -227,36 +224,39 @@ def quantize_nncf(onnx_path: Path, feeds: Sequence[Feed], options: Int8Options =
         quantized = nncf.quantize(model, nncf_dataset(feeds), preset=preset, subset_size=len(feeds),
                                   ignored_scope=ignored, fast_bias_correction=True, advanced_parameters=advanced)
     if options.activation_ranges:
-        set_activation_ranges(quantized, conv_weights, {name: (low, high)
-                                                        for name, low, high in options.activation_ranges})
+        set_activation_ranges(quantized, {name: (low, high) for name, low, high in options.activation_ranges})
     return quantized
 
 
-def set_activation_ranges(model, conv_weights: dict[str, str], ranges: dict[str, tuple[float, float]]) -> int:
-    """Overwrite the ranges of the activation FakeQuantize ops NNCF put in front of convs with ``ranges``
-    (keyed by the conv's weight name; ``conv_weights`` maps ONNX conv node -> weight name, and OpenVINO
-    names a conv after its ONNX node, with "/WithoutBiases" when the bias is split off). Returns how many were set; a
-    FakeQuantize shared by several convs must get one range from them all."""
+def activation_ranges_nncf(model) -> dict[str, tuple[float, float]]:
+    """``{FakeQuantize name: (low, high)}`` of the per-tensor activation quantizers in an NNCF-quantized
+    OpenVINO model (weights, quantized per channel from constants, are left out)."""
+    ranges = {}
+    for fq in model.get_ops():
+        if fq.get_type_name() != "FakeQuantize" or fq.input_value(0).get_node().get_type_name() == "Constant":
+            continue
+        low, high = (fq.input_value(port).get_node().get_data() for port in (1, 2))
+        if low.size == 1:
+            ranges[fq.get_friendly_name()] = (float(low.item()), float(high.item()))
+    return ranges
+
+
+def set_activation_ranges(model, ranges: dict[str, tuple[float, float]]) -> int:
+    """Overwrite the activation FakeQuantize ranges of an NNCF-quantized OpenVINO model by op name (as
+    :func:`activation_ranges_nncf` reads them, e.g. from the FP32 model a quantization-aware fine-tuning
+    started from). Returns how many were set; an error when none of the names is in the model."""
     import openvino as ov
 
     count = 0
     for fq in model.get_ops():
-        if fq.get_type_name() != "FakeQuantize" or fq.input_value(0).get_node().get_type_name() == "Constant":
-            continue  # weights
-        consumers = [t.get_node().get_friendly_name().removesuffix("/WithoutBiases")
-                     for t in fq.output(0).get_target_inputs()]
-        wanted = {ranges[conv_weights[c]] for c in consumers if conv_weights.get(c) in ranges}
-        if not wanted:
+        if fq.get_type_name() != "FakeQuantize" or fq.get_friendly_name() not in ranges:
             continue
-        if len(wanted) > 1:
-            raise BuildError(f"convs {', '.join(consumers)} share one quantizer but were given different ranges")
-        low, high = wanted.pop()
+        low, high = ranges[fq.get_friendly_name()]
         for port, value in ((1, low), (2, high), (3, low), (4, high)):  # input and output low/high
             shape = fq.input_value(port).get_shape()
-            fq.input(port).replace_source_output(
-                ov.opset13.constant(np.full(shape, value, np.float32)).output(0))
+            fq.input(port).replace_source_output(ov.opset13.constant(np.full(shape, value, np.float32)).output(0))
         count += 1
     if not count:
-        raise BuildError(f"none of the {len(ranges)} activation ranges names a quantized conv of this model")
+        raise BuildError(f"none of the {len(ranges)} activation ranges names a quantizer of this model")
     model.validate_nodes_and_infer_types()
     return count

@@ -162,36 +162,37 @@ def test_openvino_scheme_finetuning_lowers_nncf_int8_error(setup):
 
 
 def test_nncf_deploys_the_ranges_qat_trained_for(setup):
-    """After QAT the weights fit the fixed ranges they were trained with: NNCF given those ranges computes
-    exactly the simulated model, which NNCF's own re-estimate on the moved weights does not."""
-    from compressor.qat import weight_keyed_ranges
+    """QAT keeps the ranges fixed (NNCF's for the FP32 model) while the weights adapt: NNCF given those ranges
+    computes exactly the simulated model, which NNCF's own re-estimate on the moved weights does not."""
+    from targets.quantize import activation_ranges_nncf
 
     folder, model, onnx_path, groups, feeds, x = setup
     half = _half_range_layers(onnx_path)
-    tuned, summary = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=150, lr=3e-3, batch=4,
-                                                                               scheme="openvino"),
-                                                 input_groups=groups, half_range=half)
-    trained = activation_ranges(model, feeds, ["x"], groups, scheme="openvino")  # fixed during training
-    assert summary["activation_ranges"] == weight_keyed_ranges(trained, groups)
-    assert set(summary["activation_ranges"]) == {"head.weight", "body.weight", "cat.weight_part0",
-                                                 "cat.weight_part1"}
+    tuned, _ = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=150, lr=3e-3, batch=4,
+                                                                         scheme="openvino"),
+                                           input_groups=groups, half_range=half)
     probe = copy.deepcopy(tuned)
-    with fake_quantized(probe, trained, groups, half_range=half), torch.no_grad():
+    with fake_quantized(probe, activation_ranges(model, feeds, ["x"], groups, scheme="openvino"), groups,
+                        half_range=half), torch.no_grad():
         simulated = probe(torch.from_numpy(x)).numpy()
+    fp32_model, _ = _nncf_openvino(onnx_path, feeds)
+    trained = activation_ranges_nncf(fp32_model)
+    assert len(trained) == 3  # x; h (body and the first concat part share it); the second part
     tuned_onnx = export_onnx(tuned, [SPEC], ["y"], folder / "tuned_ranges.onnx").path
-    ranges = tuple((name, *r) for name, r in summary["activation_ranges"].items())
-    _, given = _nncf_openvino(tuned_onnx, feeds, ranges, disable_bias_correction=True)
+    given_model, given = _nncf_openvino(tuned_onnx, feeds, tuple((n, *r) for n, r in trained.items()),
+                                        disable_bias_correction=True)
     _, own = _nncf_openvino(tuned_onnx, feeds, disable_bias_correction=True)
+    assert activation_ranges_nncf(given_model) == trained
     assert _error(given(x), simulated) < (1e-4 if not half else 0.5 * _error(own(x), simulated))
     assert _error(own(x), simulated) > 10 * _error(given(x), simulated)
 
 
-def test_ranges_for_unknown_convs_are_refused(setup):
+def test_ranges_for_unknown_quantizers_are_refused(setup):
     from compressor.errors import BuildError
 
     _, _, onnx_path, _, feeds, _ = setup
-    with pytest.raises(BuildError, match="none of the 1 activation ranges names a quantized conv"):
-        _nncf_openvino(onnx_path, feeds, (("nope.weight", 0.0, 1.0),))
+    with pytest.raises(BuildError, match="none of the 1 activation ranges names a quantizer"):
+        _nncf_openvino(onnx_path, feeds, (("nope/fq_output_0", 0.0, 1.0),))
     with pytest.raises(BuildError, match="NNCF quantization only"):
         quantize_qdq(onnx_path, onnx_path.with_name("x.onnx"), feeds, Int8Options(activation_ranges=(("a", 0, 1),)))
 

@@ -124,7 +124,8 @@ def test_int8_float_layers_in_bf16(exported, tmp_path):
         path, precision="int8", out_dir=tmp_path, name=f"int8_{layers}", calibration=feeds,
         int8=Int8Options(exclude=keep), options={"quantizer": "nncf", "float_layers": layers})
         for layers in ("fp32", "bf16")}
-    assert artifacts["bf16"].options["float_layers"] == "bf16" and artifacts["bf16"].options["inference_precision"] == "bf16"
+    options = artifacts["bf16"].options
+    assert options["float_layers"] == "bf16" and options["inference_precision"] == "bf16"
     outputs = {}
     for layers, artifact in artifacts.items():
         with load_target("openvino").load_runner(artifact) as runner:

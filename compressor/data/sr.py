@@ -170,7 +170,8 @@ class ImageFolderSRDataset(_SRDataset):
 
 def _skimage_loader(name: str) -> Callable[[], np.ndarray]:
     if name.startswith("sklearn:"):
-        from sklearn.datasets import load_sample_image  # ships china.jpg and flower.jpg (427x640)
+        # scikit-learn ships two sample photographs, china.jpg and flower.jpg (427x640)
+        from sklearn.datasets import load_sample_image
 
         return lambda: load_sample_image(name.removeprefix("sklearn:") + ".jpg")
     import skimage.data  # heavy import, only when the built-in data set is used
