@@ -98,8 +98,8 @@ def main() -> None:
                                              f"{runtime}_{quantizer}_{float_layers}",
                                              dataclasses.replace(deploy, int8_float_layers=float_layers),
                                              after_qat=bool(args.qat),
-                                             ranges_from=onnx.path if args.qat and args.qat_scheme == "openvino"
-                                             and quantizer == "nncf" else None)
+                                             ranges_from=onnx.path if args.qat and args.qat_scheme == (
+                                                 "openvino" if quantizer == "nncf" else "qdq") else None)
                 kept = (", ".join(gate["kept_in_float"]) or "-") + (f" (in {float_layers})" if float_layers != "fp32"
                                                                      else "")
             else:

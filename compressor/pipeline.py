@@ -177,8 +177,10 @@ def _build_int8_preferring_qat(task, onnx: Artifact, qat: tuple[Artifact, dict] 
     if qat is None:
         return _build_int8(task, onnx, rm, choice, folder, role, deploy)
     tuned_onnx, summary = qat
-    # NNCF after the "openvino" scheme: the ranges QAT trained with (NNCF's for the FP32 model), not new ones
-    trained = summary.get("scheme") == "openvino" and choice.target == "openvino" and choice.quantizer == "nncf"
+    # the exporter QAT mirrored gets the ranges it trained with (the FP32 model's), not ones re-calibrated
+    # on the moved weights; another exporter calibrates as usual
+    nncf = choice.target == "openvino" and choice.quantizer == "nncf"
+    trained = summary.get("scheme") == ("openvino" if nncf else "qdq")
     artifact, gate = _build_int8(task, tuned_onnx, rm, choice, folder, role, deploy, after_qat=True,
                                  ranges_from=onnx.path if trained else None)
     used = gate["passed"]
@@ -193,8 +195,8 @@ def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folde
     """INT8 through the accuracy gate: the metric drop against the FP32 PyTorch model stays within budget,
     keeping the layers that hurt most in float when it would not. ``after_qat``: ``onnx`` was fine-tuned
     for INT8, so NNCF's bias correction (which would partly undo the training) is off;
-    ``ranges_from`` (NNCF): the FP32 ONNX whose NNCF activation ranges the fine-tuning trained with, used
-    instead of ranges calibrated on ``onnx``."""
+    ``ranges_from``: the FP32 ONNX whose activation ranges the fine-tuning trained with, used instead of
+    ranges calibrated on ``onnx``."""
     import tempfile
 
     from targets.accuracy_gate import gate_int8, rank_sensitive_nodes
@@ -208,15 +210,10 @@ def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folde
     name = f"{role}_{choice.target}_int8" + ("_nncf" if nncf else "")
 
     def build(exclude: tuple[str, ...]) -> Artifact:
-        ranges = ()
-        if ranges_from is not None:
-            from targets.quantize import activation_ranges_nncf, quantize_nncf
-
-            fp32 = quantize_nncf(ranges_from, feeds, Int8Options(method=deploy.calibration_method, exclude=exclude))
-            ranges = tuple((fq, *r) for fq, r in activation_ranges_nncf(fp32).items())
         return target.build(onnx.path, precision="int8", out_dir=folder, name=name, calibration=feeds,
                             int8=Int8Options(method=deploy.calibration_method, exclude=exclude,
-                                             bias_correction=not after_qat, activation_ranges=ranges),
+                                             bias_correction=not after_qat,
+                                             ranges_from=str(ranges_from) if ranges_from else None),
                             options=deploy.target_options(choice))
 
     def evaluate(artifact: Artifact) -> float:

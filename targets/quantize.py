@@ -3,6 +3,7 @@ ONNX Runtime's static quantizer, INT8 through NNCF for OpenVINO."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import logging
@@ -41,9 +42,9 @@ class Int8Options:
     split_concat: bool = True  # give each part of a Concat feeding a Conv its own scale (exact rewrite)
     bias_correction: bool = True  # NNCF: correct biases for the quantization shift (off after QAT, which did)
     extra: dict = field(default_factory=dict)  # ONNX Runtime extra_options, or NNCF advanced parameters
-    # NNCF: fixed activation ranges ((FakeQuantize name, low, high), ...) instead of calibrated ones: those
-    # of the FP32 model a quantization-aware fine-tuning started from, which it trained the weights for
-    activation_ranges: tuple[tuple[str, float, float], ...] = ()
+    # Calibrate this ONNX instead and use its activation ranges (same graph, other weights): the FP32 model a
+    # quantization-aware fine-tuning started from, whose ranges it trained the weights for (compressor.qat)
+    ranges_from: str | None = None
 
 
 def to_fp16(onnx_path: Path, out_path: Path) -> Path:
@@ -62,7 +63,8 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
     """Static INT8 quantization into a Q/DQ ONNX (per-channel weights, calibrated activations).
 
     Activation ranges are cached by model and data hash, so re-quantizing with other excluded nodes
-    (the accuracy gate's fallback) does not calibrate again.
+    (the accuracy gate's fallback) does not calibrate again. With ``options.ranges_from`` they are
+    those of that model (calibrated on ``feeds``), applied to this one's tensors of the same names.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -72,26 +74,37 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
 
     if options.method not in METHODS:
         raise BuildError(f"unknown calibration method '{options.method}'; choose from: {', '.join(METHODS)}")
-    if options.activation_ranges:
-        raise BuildError("fixed activation ranges apply to NNCF quantization only, not to the Q/DQ exporter")
     if options.activations not in ("int8", "uint8"):
         raise BuildError(f"activations must be int8 or uint8, not '{options.activations}'")
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[options.method]
     act = QuantType.QInt8 if options.activations == "int8" else QuantType.QUInt8
-    with tempfile.TemporaryDirectory(prefix="quant-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        source = _rewritten(onnx_path, Path(tmp) / "rewritten.onnx", options)
+    def prepared(path: Path, folder: Path) -> Path:
+        folder.mkdir()
+        source = _rewritten(path, folder / "rewritten.onnx", options)
         with contextlib.redirect_stdout(io.StringIO()):
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        cache = cache_path(prepared, feeds, options.method) if options.use_cache else None
-        with atomic_path(out_path) as target, contextlib.redirect_stdout(io.StringIO()):  # calibrator chatter
-            quantize_static(str(prepared), str(target), ort_reader(feeds), quant_format=QuantFormat.QDQ,
+            quant_pre_process(str(source), str(folder / "prepared.onnx"), skip_symbolic_shape=True)
+        return folder / "prepared.onnx"
+
+    def quantize(model: Path, target: Path, cache: Path | None) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):  # calibrator chatter
+            quantize_static(str(model), str(target), ort_reader(feeds), quant_format=QuantFormat.QDQ,
                             per_channel=options.per_channel, activation_type=act, weight_type=QuantType.QInt8,
                             calibrate_method=method, op_types_to_quantize=list(options.op_types),
                             nodes_to_exclude=list(options.exclude), calibration_cache_path=cache,
                             extra_options={"ActivationSymmetric": act == QuantType.QInt8, "WeightSymmetric": True,
                                            **options.extra})
+
+    with tempfile.TemporaryDirectory(prefix="quant-") as tmp:
+        model = prepared(Path(onnx_path), Path(tmp) / "model")
+        cache = cache_path(model, feeds, options.method) if options.use_cache else None
+        if options.ranges_from:  # ONNX Runtime reads the ranges from a calibration cache keyed by tensor name
+            reference = prepared(Path(options.ranges_from), Path(tmp) / "reference")
+            cache = cache_path(reference, feeds, options.method) if options.use_cache else Path(tmp) / "ranges.json"
+            if not cache.is_file():
+                quantize(reference, Path(tmp) / "reference_qdq.onnx", cache)
+        with atomic_path(out_path) as target:
+            quantize(model, target, cache)
     return out_path
 
 
@@ -223,8 +236,9 @@ def quantize_nncf(onnx_path: Path, feeds: Sequence[Feed], options: Int8Options =
     with contextlib.redirect_stdout(io.StringIO()):
         quantized = nncf.quantize(model, nncf_dataset(feeds), preset=preset, subset_size=len(feeds),
                                   ignored_scope=ignored, fast_bias_correction=True, advanced_parameters=advanced)
-    if options.activation_ranges:
-        set_activation_ranges(quantized, {name: (low, high) for name, low, high in options.activation_ranges})
+    if options.ranges_from:
+        set_activation_ranges(quantized, activation_ranges_nncf(
+            quantize_nncf(Path(options.ranges_from), feeds, dataclasses.replace(options, ranges_from=None))))
     return quantized
 
 

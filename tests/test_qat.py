@@ -96,12 +96,12 @@ def test_float_anchor_keeps_the_unquantized_model_near_fp32(setup):
     assert drift[1.0] < 0.5 * drift[0.0]
 
 
-def _nncf_openvino(onnx_path, feeds, ranges=(), **advanced):
+def _nncf_openvino(onnx_path, feeds, ranges_from=None, **advanced):
     import openvino as ov
 
     from targets.quantize import quantize_nncf
 
-    model = quantize_nncf(onnx_path, feeds, Int8Options(use_cache=False, extra=advanced, activation_ranges=ranges))
+    model = quantize_nncf(onnx_path, feeds, Int8Options(use_cache=False, extra=advanced, ranges_from=ranges_from))
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return model, lambda x: np.array(compiled.create_infer_request().infer({0: x})[compiled.outputs[0]])
 
@@ -163,7 +163,7 @@ def test_openvino_scheme_finetuning_lowers_nncf_int8_error(setup):
 
 def test_nncf_deploys_the_ranges_qat_trained_for(setup):
     """QAT keeps the ranges fixed (NNCF's for the FP32 model) while the weights adapt: NNCF given those ranges
-    computes exactly the simulated model, which NNCF's own re-estimate on the moved weights does not."""
+    (``ranges_from`` the FP32 model) computes exactly the simulated model; its own re-estimate does not."""
     from targets.quantize import activation_ranges_nncf
 
     folder, model, onnx_path, groups, feeds, x = setup
@@ -179,22 +179,44 @@ def test_nncf_deploys_the_ranges_qat_trained_for(setup):
     trained = activation_ranges_nncf(fp32_model)
     assert len(trained) == 3  # x; h (body and the first concat part share it); the second part
     tuned_onnx = export_onnx(tuned, [SPEC], ["y"], folder / "tuned_ranges.onnx").path
-    given_model, given = _nncf_openvino(tuned_onnx, feeds, tuple((n, *r) for n, r in trained.items()),
-                                        disable_bias_correction=True)
-    _, own = _nncf_openvino(tuned_onnx, feeds, disable_bias_correction=True)
-    assert activation_ranges_nncf(given_model) == trained
+    given_model, given = _nncf_openvino(tuned_onnx, feeds, str(onnx_path), disable_bias_correction=True)
+    own_model, own = _nncf_openvino(tuned_onnx, feeds, disable_bias_correction=True)
+    assert activation_ranges_nncf(given_model) == trained != activation_ranges_nncf(own_model)
     assert _error(given(x), simulated) < (1e-4 if not half else 0.5 * _error(own(x), simulated))
     assert _error(own(x), simulated) > 10 * _error(given(x), simulated)
 
 
-def test_ranges_for_unknown_quantizers_are_refused(setup):
+def test_qdq_deploys_the_ranges_qat_trained_for(setup):
+    """The same for the Q/DQ exporter: ONNX Runtime quantizes the fine-tuned model with the FP32 model's
+    calibrated ranges (the ones the ``qdq`` scheme trained with)."""
+    from compressor.qat import ranges_from_exporter
+    from targets.quantize import qdq_layer_scales
+
+    folder, model, onnx_path, groups, feeds, x = setup
+    tuned, _ = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=150, lr=3e-3, batch=4),
+                                           input_groups=groups)
+    fp32_qdq = quantize_qdq(onnx_path, folder / "fp32_qdq.onnx", feeds, Int8Options(use_cache=False))
+    tuned_onnx = export_onnx(tuned, [SPEC], ["y"], folder / "tuned_qdq.onnx").path
+    given = quantize_qdq(tuned_onnx, folder / "given.onnx", feeds,
+                         Int8Options(use_cache=False, ranges_from=str(onnx_path)))
+    own = quantize_qdq(tuned_onnx, folder / "own.onnx", feeds, Int8Options(use_cache=False))
+
+    assert qdq_layer_scales(given) == qdq_layer_scales(fp32_qdq) != qdq_layer_scales(own)
+    ranges = ranges_from_exporter(qdq_layer_scales(fp32_qdq), activation_ranges(model, feeds, ["x"], groups), groups)
+    probe = copy.deepcopy(tuned)
+    with fake_quantized(probe, ranges, groups), torch.no_grad():
+        simulated = probe(torch.from_numpy(x)).numpy()
+    assert _error(_ort(given, x), simulated) < 0.5 * _error(_ort(own, x), simulated)
+
+
+def test_ranges_naming_no_quantizer_are_refused(setup):
     from compressor.errors import BuildError
+    from targets.quantize import set_activation_ranges
 
     _, _, onnx_path, _, feeds, _ = setup
+    quantized, _ = _nncf_openvino(onnx_path, feeds)
     with pytest.raises(BuildError, match="none of the 1 activation ranges names a quantizer"):
-        _nncf_openvino(onnx_path, feeds, (("nope/fq_output_0", 0.0, 1.0),))
-    with pytest.raises(BuildError, match="NNCF quantization only"):
-        quantize_qdq(onnx_path, onnx_path.with_name("x.onnx"), feeds, Int8Options(activation_ranges=(("a", 0, 1),)))
+        set_activation_ranges(quantized, {"nope/fq_output_0": (0.0, 1.0)})
 
 
 def test_unknown_scheme_is_refused(setup):
