@@ -44,7 +44,7 @@ def main() -> None:
                         help="activation calibration (default: the sr-dsclora recipe's)")
     args = parser.parse_args()
 
-    from compressor.pipeline import _build_int8, _quantization_aware
+    from compressor.pipeline import _build_int8, _quantization_aware, qat_scheme_for
     from compressor.recipe import DeployConfig, TargetChoice, load_recipe
     from compressor.tasks import TASKS, RoleModel
     from compressor.tasks.base import RunContext
@@ -98,8 +98,8 @@ def main() -> None:
                                              f"{runtime}_{quantizer}_{float_layers}",
                                              dataclasses.replace(deploy, int8_float_layers=float_layers),
                                              after_qat=bool(args.qat),
-                                             ranges_from=onnx.path if args.qat and args.qat_scheme == (
-                                                 "openvino" if quantizer == "nncf" else "qdq") else None)
+                                             ranges_from=onnx.path if args.qat
+                                             and args.qat_scheme == qat_scheme_for(choice) else None)
                 kept = (", ".join(gate["kept_in_float"]) or "-") + (f" (in {float_layers})" if float_layers != "fp32"
                                                                      else "")
             else:

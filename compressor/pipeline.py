@@ -170,6 +170,11 @@ def _quantization_aware(task, onnx: Artifact, rm: RoleModel, deploy, path: Path,
     return _export(task, tuned, path, recipe_name), summary | {"scheme": deploy.qat_scheme}
 
 
+def qat_scheme_for(choice: TargetChoice) -> str:
+    """The QAT scheme that mirrors ``choice``'s INT8 exporter: "openvino" for NNCF, "qdq" otherwise."""
+    return "openvino" if choice.target == "openvino" and choice.quantizer == "nncf" else "qdq"
+
+
 def _build_int8_preferring_qat(task, onnx: Artifact, qat: tuple[Artifact, dict] | None, rm: RoleModel,
                                choice: TargetChoice, folder: Path, role: str, deploy, stage):
     """INT8 through the gate from the QAT export when there is one; when that misses the budget (QAT moved
@@ -179,8 +184,7 @@ def _build_int8_preferring_qat(task, onnx: Artifact, qat: tuple[Artifact, dict] 
     tuned_onnx, summary = qat
     # the exporter QAT mirrored gets the ranges it trained with (the FP32 model's), not ones re-calibrated
     # on the moved weights; another exporter calibrates as usual
-    nncf = choice.target == "openvino" and choice.quantizer == "nncf"
-    trained = summary.get("scheme") == ("openvino" if nncf else "qdq")
+    trained = summary.get("scheme") == qat_scheme_for(choice)
     artifact, gate = _build_int8(task, tuned_onnx, rm, choice, folder, role, deploy, after_qat=True,
                                  ranges_from=onnx.path if trained else None)
     used = gate["passed"]

@@ -9,10 +9,9 @@ activations at conv inputs only, with NNCF's range estimator (on a VNNI CPU the 
 OpenVINO computes). The loss is L1 between the fake-quantized model and the frozen FP32 model on the same
 inputs (no labels needed), so any recipe can use it. The activation ranges stay fixed while the weights
 adapt to them. The fine-tuned float weights are then quantized by the usual path
-(:func:`targets.quantize.quantize_qdq` re-derives its ranges; :func:`targets.quantize.quantize_nncf` is given
-NNCF's ranges for the FP32 model, the ones the ``openvino`` scheme trained with: NNCF's re-estimate on the
-moved weights is not what they were trained for; published SPAN-Tiny after 1000 steps: 31.19 dB with the
-trained ranges, 30.68 with NNCF's).
+(:func:`targets.quantize.quantize_qdq` or :func:`targets.quantize.quantize_nncf`) with ``ranges_from`` the FP32
+model: the ranges the scheme trained with, not a re-estimate on the moved weights, which is not what they
+were trained for (published SPAN-Tiny after 1000 steps: 31.19 dB with the trained ranges, 30.68 without).
 """
 from __future__ import annotations
 
@@ -212,10 +211,9 @@ def fake_quantized(model: nn.Module, ranges: dict[str, tuple], input_groups: dic
                    half_range: Sequence[str] = ()):
     """Within the block, ``model``'s quantized layers see INT8 weights and INT8 activations (in and out);
     inputs of layers in ``input_groups`` get one scale per channel group; layers named in ``half_range``
-    get half the weight range (NNCF's overflow fix). ``ranges`` is read at every call, so a caller may
-    update it in place (re-estimated ranges) while the block is active."""
+    get half the weight range (NNCF's overflow fix)."""
     handles, layers, groups = [], quantized_layers(model), input_groups or {}
-    for name, layer in layers.items():  # the hooks read ``ranges`` when called: updating it takes effect
+    for name, layer in layers.items():
         if name in groups and name in ranges:  # the whole split layer is recomputed from its input
             handles.append(layer.register_forward_hook(
                 lambda m, args, out, g=groups[name], n=name:

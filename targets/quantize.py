@@ -79,6 +79,7 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[options.method]
     act = QuantType.QInt8 if options.activations == "int8" else QuantType.QUInt8
+
     def prepared(path: Path, folder: Path) -> Path:
         folder.mkdir()
         source = _rewritten(path, folder / "rewritten.onnx", options)
