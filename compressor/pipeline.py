@@ -2,6 +2,8 @@
 engine -> profile -> report -> bundle. Every number in the report is measured in this run."""
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import platform
 import time
@@ -203,9 +205,9 @@ def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folde
     ranges calibrated on ``onnx``."""
     import tempfile
 
-    from targets.accuracy_gate import gate_int8, rank_sensitive_nodes
+    from targets.accuracy_gate import gate_int8, rank_by_float_gain, rank_sensitive_nodes
     from targets.files import ensure_writable_dir
-    from targets.quantize import Int8Options, quantize_qdq
+    from targets.quantize import Int8Options, nncf_like_qdq_options, quantize_qdq
 
     ensure_writable_dir(folder)
     feeds = task.calibration_feeds(deploy.calibration_samples)
@@ -224,10 +226,12 @@ def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folde
         with open_runner(artifact) as runner:
             return task.evaluate(runner)[task.metric]
 
-    def rank(_artifact: Artifact):
+    def rank(_artifact: Artifact):  # on a Q/DQ model quantized like the artifact (NNCF's placement for NNCF)
+        mirror = nncf_like_qdq_options() if nncf else Int8Options(method=deploy.calibration_method)
+        mirror = dataclasses.replace(mirror, ranges_from=str(ranges_from) if ranges_from else None)
         with tempfile.TemporaryDirectory(prefix="rank-") as tmp:
-            qdq = quantize_qdq(onnx.path, Path(tmp) / "qdq.onnx", feeds, Int8Options(method=deploy.calibration_method))
-            return rank_sensitive_nodes(onnx.path, qdq, feeds)
+            qdq = quantize_qdq(onnx.path, Path(tmp) / "qdq.onnx", feeds, mirror)
+            return (rank_by_float_gain if nncf else rank_sensitive_nodes)(onnx.path, qdq, feeds)
 
     with TorchRunner(rm.model, onnx.inputs, rm.output_names) as reference_runner:
         reference = task.evaluate(reference_runner)[task.metric]

@@ -47,6 +47,14 @@ class Int8Options:
     ranges_from: str | None = None
 
 
+def nncf_like_qdq_options(**changes) -> Int8Options:
+    """Q/DQ settings that place quantizers as NNCF does for OpenVINO (asymmetric activations at conv and
+    matmul inputs only, per-channel symmetric weights, min-max ranges): a Q/DQ model ONNX Runtime can run
+    that errs where the NNCF model errs (the accuracy gate ranks layers on it)."""
+    return Int8Options(method="minmax", activations="uint8",
+                       extra={"OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)}, **changes)
+
+
 def to_fp16(onnx_path: Path, out_path: Path) -> Path:
     """FP16 weights and compute with float32 graph inputs and outputs (casts at the boundary)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16

@@ -91,3 +91,61 @@ def test_gate_bisects_to_the_fewest_float_nodes_and_returns_their_artifact():
     assert result.passed and result.kept_in_float == tuple(nodes[:5]) and artifact == tuple(nodes[:5])
     counts = [len(t["kept_in_float"]) for t in result.tries]
     assert counts[:5] == [0, 1, 2, 4, 8] and 5 in counts and len(built) == len(counts) + (counts[-1] != 5)
+
+
+def test_node_macs_counts_output_elements_times_the_reduction():
+    from onnx import helper, numpy_helper
+
+    from targets.accuracy_gate import node_macs
+
+    weight = numpy_helper.from_array(np.zeros((8, 4, 3, 3), np.float32), "w")
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv")
+    assert node_macs(conv, {"w": weight}, np.zeros((1, 8, 5, 5)), np.zeros((1, 4, 5, 5))) == 8 * 25 * 4 * 9
+    matrix = numpy_helper.from_array(np.zeros((6, 10), np.float32), "m")
+    matmul = helper.make_node("MatMul", ["a", "m"], ["b"], name="mm")
+    assert node_macs(matmul, {"m": matrix}, np.zeros((2, 3, 10)), np.zeros((2, 3, 6))) == 60 * 6
+    attention = helper.make_node("MatMul", ["q", "k"], ["s"], name="qk")  # two activations: inner dim of q
+    assert node_macs(attention, {}, np.zeros((1, 4, 4)), np.zeros((1, 4, 16))) == 16 * 16
+
+
+def test_float_gain_ranking_finds_the_outlier_reader_and_one_node_restores_the_budget(outlier_model, tmp_path):
+    """NNCF-placed quantizers (layer inputs only): keeping the outlier's reader in float gives the error
+    back, the leave-one-out ranking puts it first, and the gate needs that node alone."""
+    import onnx
+    import onnxruntime as ort
+
+    from targets.accuracy_gate import _output_error, _with_float_node, rank_by_float_gain
+    from targets.quantize import nncf_like_qdq_options
+
+    _, fp32, calib, evalset = outlier_model
+    build = lambda exclude: quantize_qdq(fp32, tmp_path / f"q{len(exclude)}.onnx", calib,  # noqa: E731
+                                         nncf_like_qdq_options(exclude=exclude, use_cache=False))
+    qdq = onnx.load(str(build(())))
+    conv2 = [n.name for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv"][1]
+    floated = _with_float_node(qdq, {t.name: t for t in onnx.load(str(fp32)).graph.initializer}, conv2)
+    node = next(n for n in onnx.ModelProto.FromString(floated).graph.node if n.name == conv2)
+    assert not any("quantized" in name or "DequantizeLinear" in name for name in node.input)
+    session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    reference = [[np.asarray(v, np.float64) for v in session.run(None, f)] for f in evalset]
+    full = _output_error(qdq.SerializeToString(), evalset, reference)
+    assert _output_error(floated, evalset, reference) < 0.1 * full
+    ranking = rank_by_float_gain(fp32, build(()), calib)
+    assert ranking[0][0] == conv2 and ranking[0][1] > 0 and all(score < ranking[0][1] for _, score in ranking[1:])
+    # the floated variant is what excluding the node builds (its only quantizer is its own input's)
+    excluded = _output_error(onnx.load(str(build((conv2,)))).SerializeToString(), evalset, reference)
+    assert excluded == pytest.approx(_output_error(floated, evalset, reference), rel=1e-3)
+
+
+def test_nncf_like_qdq_quantizes_layer_inputs_only_with_zero_points(outlier_model, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from targets.quantize import nncf_like_qdq_options
+
+    _, fp32, calib, _ = outlier_model
+    graph = onnx.load(str(quantize_qdq(fp32, tmp_path / "q.onnx", calib, nncf_like_qdq_options(use_cache=False)))).graph
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    producer = {out: n for n in graph.node for out in n.output}
+    quantizers = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert len(quantizers) == 3 and all(values[q.input[2]].dtype == np.uint8 for q in quantizers)
+    assert all(producer.get(q.input[0]) is None or producer[q.input[0]].op_type != "Conv" for q in quantizers)
