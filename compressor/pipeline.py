@@ -3,7 +3,6 @@ engine -> profile -> report -> bundle. Every number in the report is measured in
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 import platform
 import time
