@@ -242,8 +242,7 @@ def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folde
 
 def _check_artifact(role: str, artifact: Artifact, rm: RoleModel, task, recipe: Recipe) -> dict[str, Any]:
     deploy = recipe.deploy
-    feeds = random_feeds(artifact.inputs, count=deploy.compare_count, batches=deploy.compare_batches,
-                         seed=recipe.seed)
+    feeds, feeds_kind = _parity_feeds(artifact, task, deploy, recipe.seed)
     profile_specs = task.profile_feed_specs()
     with TorchRunner(rm.model, artifact.inputs, rm.output_names) as ref, \
             open_runner(artifact, threads=deploy.profile_threads) as runner:
@@ -257,10 +256,28 @@ def _check_artifact(role: str, artifact: Artifact, rm: RoleModel, task, recipe: 
     lat = profile["latency_ms"]
     return {"role": role, "target": artifact.target, "precision": artifact.precision, "path": str(artifact.path),
             "size_bytes": sum((artifact.folder / f).stat().st_size for f in artifact.files),
-            "parity": parity.to_dict(), "metric": metric,
+            "parity": parity.to_dict() | {"inputs": feeds_kind}, "metric": metric,
             "latency_ms": {k: lat[k] for k in ("median", "mean", "p90", "p99", "min", "max")},
             "throughput_fps": profile["throughput_fps"], "cov": profile["cov"], "profile": profile,
             "profile_input": [s.format() for s in profile_specs]}
+
+
+def _parity_feeds(artifact: Artifact, task, deploy, seed: int) -> tuple[list[dict], str]:
+    """Feeds to compare an engine with PyTorch on, and what they are: random inputs over each input's declared
+    range, except for INT8, whose activation ranges are calibrated on the task's data and clip what lies
+    outside it (agreement on noise says nothing there): samples of that data, batched as the random ones."""
+    if artifact.precision != "int8":
+        return random_feeds(artifact.inputs, count=deploy.compare_count, batches=deploy.compare_batches,
+                           seed=seed), "random"
+    import numpy as np
+
+    samples = iter(task.calibration_feeds(deploy.compare_count * sum(deploy.compare_batches)))
+    feeds = []
+    for batch in deploy.compare_batches:
+        for _ in range(deploy.compare_count):
+            group = [next(samples) for _ in range(batch)]
+            feeds.append({name: np.concatenate([g[name] for g in group]) for name in group[0]})
+    return feeds, "task data"
 
 
 def _qat_iterations(row: dict) -> int:

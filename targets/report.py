@@ -98,7 +98,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     for a in report["artifacts"]:
         lat = a["latency_ms"]
         lines.append(f"| {a['role']} | {a['target']} | {a['precision']} | {a['size_bytes'] / 1024:.0f} KiB | "
-                     f"{a['parity']['max_abs']:.2e} | {'pass' if a['parity']['passed'] else 'FAIL'} | "
+                     f"{a['parity']['max_abs']:.2e} | {'pass' if a['parity']['passed'] else 'FAIL'}"
+                     f"{' (task data)' if a['parity'].get('inputs') == 'task data' else ''} | "
                      f"{_fmt(a['metric'][metric], 4)} | {lat['median']:.3f} | {lat['p90']:.3f} | {lat['p99']:.3f} | "
                      f"{a['throughput_fps']:.1f} |")
     lines += _precision_matrix(report, metric)
@@ -116,7 +117,8 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"- teacher {metric} {s[f'teacher_{metric}']:.4f}",
               f"- teacher-to-student latency ratio {s['teacher_to_student_latency_ratio']:.2f}x, "
               f"parameter ratio {s['teacher_to_student_params_ratio']:.2f}x",
-              f"- every engine matches PyTorch: {'yes' if s['all_parity_passed'] else 'NO'}",
+              f"- every engine matches PyTorch: {'yes' if s['all_parity_passed'] else 'NO'} (on random inputs over "
+              "each input's range; INT8 engines, whose ranges are calibrated on the task's data, on samples of it)",
               f"- profile input {report['artifacts'][0]['profile_input']}, "
               f"{report['artifacts'][0]['protocol']['min_duration_s']} s minimum per engine",
               f"- wall time {report['wall_seconds']:.0f} s"]

@@ -75,6 +75,7 @@ def test_report_has_every_measured_field(tiny_run):
         ("teacher", "onnxruntime", "fp32"), ("baseline", "onnxruntime", "fp32")}
     for a in artifacts:
         assert a["parity"]["passed"] and a["size_bytes"] > 0
+        assert a["parity"]["inputs"] == ("task data" if a["precision"] == "int8" else "random")
         assert 0 < a["latency_ms"]["median"] <= a["latency_ms"]["p90"] <= a["latency_ms"]["p99"]
         assert a["throughput_fps"] > 0 and "psnr_y" in a["metric"]
     summary = report["summary"]
@@ -91,7 +92,7 @@ def test_report_has_every_measured_field(tiny_run):
     assert (tiny_run / "onnx" / "student_qat.onnx").is_file()
     matrix = {(r["target"], r["precision"]) for r in report["precision_matrix"]}
     assert matrix == {("onnxruntime", "fp32"), ("openvino", "fp16"), ("onnxruntime", "int8")}
-    assert "## Engines" in text and "## Precision matrix (student)" in text
+    assert "## Engines" in text and "## Precision matrix (student)" in text and "pass (task data)" in text
     assert gate["qat"]["scheme"] == "openvino"
     from targets.base import Artifact
 
@@ -146,3 +147,22 @@ def test_device_profile_merges_into_the_report(tiny_run, cli, tmp_path):
     bad.write_text("{}")
     result = cli("report", tiny_run, "--device-profile", bad)
     assert result.code == 2 and "not a profile" in result.err
+
+
+def test_int8_parity_feeds_are_task_data_batched_like_the_random_ones():
+    from types import SimpleNamespace
+
+    from compressor.pipeline import _parity_feeds
+    from targets.tensor_spec import TensorSpec
+
+    samples = [{"image": np.full((1, 3, 4, 4), i, np.float32)} for i in range(6)]
+    task = SimpleNamespace(calibration_feeds=lambda count: samples[:count])
+    deploy = SimpleNamespace(compare_count=2, compare_batches=(1, 2))
+    spec = TensorSpec.parse("image:Nx3x4x4:float32:0..1")
+    int8 = SimpleNamespace(precision="int8", inputs=[spec])
+    feeds, kind = _parity_feeds(int8, task, deploy, seed=0)
+    assert kind == "task data" and [f["image"].shape[0] for f in feeds] == [1, 1, 2, 2]
+    assert [f["image"][:, 0, 0, 0].tolist() for f in feeds] == [[0], [1], [2, 3], [4, 5]]
+    feeds, kind = _parity_feeds(SimpleNamespace(precision="fp32", inputs=[spec]), task, deploy, seed=0)
+    assert kind == "random" and [f["image"].shape[0] for f in feeds] == [1, 1, 2, 2]
+    assert all(0 <= f["image"].min() and f["image"].max() <= 1 and f["image"].std() > 0.1 for f in feeds)
