@@ -102,7 +102,7 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
                             calibrate_method=method, op_types_to_quantize=list(options.op_types),
                             nodes_to_exclude=list(options.exclude), calibration_cache_path=cache,
                             extra_options={"ActivationSymmetric": act == QuantType.QInt8, "WeightSymmetric": True,
-                                           **options.extra})
+                                           "CalibStridedMinMax": calibration_chunk(len(feeds)), **options.extra})
 
     with tempfile.TemporaryDirectory(prefix="quant-") as tmp:
         model = prepared(Path(onnx_path), Path(tmp) / "model")
@@ -115,6 +115,13 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
         with atomic_path(out_path) as target:
             quantize(model, target, cache)
     return out_path
+
+
+def calibration_chunk(count: int, most: int = 64) -> int:
+    """Feeds per ONNX Runtime calibration pass: the largest divisor of ``count`` up to ``most``. Its
+    calibrators keep every collected activation until a pass ends (1024 SR patches: ~17 GB), so passes of
+    ``most`` feeds bound the memory; histograms (entropy, percentile) merge across passes."""
+    return max(d for d in range(1, min(count, most) + 1) if count % d == 0) if count > 0 else 1
 
 
 def _rewritten(onnx_path: Path, out_path: Path, options: Int8Options) -> Path:

@@ -81,3 +81,11 @@ def test_cli_int8_build_and_bad_calibration(cli, exported, tmp_path):
     np.save(calib / "9.npy", np.full((3, 32, 32), np.inf, np.float32))
     assert_one_line_error(cli("build", onnx_path, "--target", "openvino", "--precision", "int8", "--calibration",
                               calib, "--calibration-samples", "10", "--out", tmp_path), "NaN or Inf")
+
+
+def test_calibration_passes_divide_the_feeds_and_stay_small():
+    from targets.quantize import calibration_chunk
+
+    assert calibration_chunk(32) == 32 and calibration_chunk(1024) == 64 and calibration_chunk(100) == 50
+    assert calibration_chunk(67) == 1 and calibration_chunk(1) == 1
+    assert all(n % calibration_chunk(n) == 0 and calibration_chunk(n) <= 64 for n in range(1, 300))
