@@ -5,7 +5,9 @@ or, with --weights, a student checkpoint from a run. Latency is profiled at 1x3x
 (machine noise here is up to ~25% run to run, so compare within one run); OpenVINO compiles for the input
 shape when the recipe says ``static_shapes`` (sr-dsclora does); PSNR-Y is measured through
 each engine on the held-out photographs. INT8 is calibrated on training-split patches; the accuracy
-gate (0.1 dB) keeps the most sensitive layers in float when needed. Run:
+gate (0.1 dB) keeps the most sensitive layers in float when needed. With ``--qat N`` the rows whose exporter
+the QAT scheme mirrors (``openvino``: NNCF; ``qdq``: the Q/DQ rows) quantize the fine-tuned model with the
+ranges it trained for (``+qat``); the other rows quantize the FP32 export. Run:
 
     python benchmarks/precision_matrix.py [--seconds 5] [--threads 1]
         [--weights runs/sr-dsclora/checkpoints/student.pt]
@@ -42,6 +44,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=32, help="calibration (and QAT) samples")
     parser.add_argument("--method", choices=["minmax", "entropy", "percentile"], default=None,
                         help="activation calibration (default: the sr-dsclora recipe's)")
+    parser.add_argument("--int8", default="qdq,nncf", help="INT8 quantizers to run (comma-separated: qdq, nncf)")
     args = parser.parse_args()
 
     from compressor.pipeline import _build_int8, _quantization_aware, qat_scheme_for
@@ -84,22 +87,23 @@ def main() -> None:
         feed = random_feed([feed_spec])
         print(f"SR student ({'published SPAN-Tiny' if not args.weights else args.weights}), input 1x3x128x128, "
               f"{args.seconds:g} s per engine, {args.threads or torch.get_num_threads()} threads")
-        print(f"{'runtime':<12} {'precision':<10} {'quantizer':<9} | {'median ms':>9} | {'p99 ms':>8} | "
+        print(f"{'runtime':<12} {'precision':<10} {'quantizer':<14} | {'median ms':>9} | {'p99 ms':>8} | "
               f"{'vs fp32':>7} | {'PSNR-Y dB':>9} | {'dPSNR':>7} | kept in float")
         print("-" * 100)
         base: dict[str, tuple[float, float]] = {}
         for runtime, precision, quantizer, float_layers in ROWS:
             if "bf16" in (precision, float_layers) and not cpu_supports_bf16():
                 continue
-            kept = "-"
+            if precision == "int8" and quantizer not in args.int8.split(","):
+                continue
+            kept, tuned = "-", False
             if precision == "int8":
                 choice = TargetChoice(runtime, "int8", quantizer)
-                artifact, gate = _build_int8(task, int8_source, RoleModel(model, ["sr"], "bench"), choice, folder,
-                                             f"{runtime}_{quantizer}_{float_layers}",
+                tuned = bool(args.qat) and args.qat_scheme == qat_scheme_for(choice)  # else QAT trained for another
+                artifact, gate = _build_int8(task, int8_source if tuned else onnx, RoleModel(model, ["sr"], "bench"),
+                                             choice, folder, f"{runtime}_{quantizer}_{float_layers}",
                                              dataclasses.replace(deploy, int8_float_layers=float_layers),
-                                             after_qat=bool(args.qat),
-                                             ranges_from=onnx.path if args.qat
-                                             and args.qat_scheme == qat_scheme_for(choice) else None)
+                                             after_qat=tuned, ranges_from=onnx.path if tuned else None)
                 kept = (", ".join(gate["kept_in_float"]) or "-") + (f" (in {float_layers})" if float_layers != "fp32"
                                                                      else "")
             else:
@@ -112,8 +116,9 @@ def main() -> None:
                                      feed=feed)["latency_ms"]
             base.setdefault(runtime, (lat["median"], psnr))
             ref_ms, ref_psnr = base[runtime]
-            label = quantizer + ("+bf16" if float_layers != "fp32" else "") if precision == "int8" else ""
-            print(f"{runtime:<12} {precision:<10} {label:<9} | "
+            label = (quantizer + ("+bf16" if float_layers != "fp32" else "")
+                     + ("+qat" if precision == "int8" and tuned else "")) if precision == "int8" else ""
+            print(f"{runtime:<12} {precision:<10} {label:<14} | "
                   f"{lat['median']:>9.2f} | {lat['p99']:>8.2f} | {ref_ms / lat['median']:>6.2f}x | {psnr:>9.4f} | "
                   f"{psnr - ref_psnr:>+7.4f} | {kept}")
 

@@ -274,9 +274,12 @@ def activation_ranges_nncf(model) -> dict[str, tuple[float, float]]:
 def set_activation_ranges(model, ranges: dict[str, tuple[float, float]]) -> int:
     """Overwrite the activation FakeQuantize ranges of an NNCF-quantized OpenVINO model by op name (as
     :func:`activation_ranges_nncf` reads them, e.g. from the FP32 model a quantization-aware fine-tuning
-    started from). Returns how many were set; an error when none of the names is in the model."""
+    started from). Returns how many were set; an error when none of the names is in a model that has
+    activation quantizers (one with every layer kept in float has none: nothing to set)."""
     import openvino as ov
 
+    if not ranges and not activation_ranges_nncf(model):
+        return 0
     count = 0
     for fq in model.get_ops():
         if fq.get_type_name() != "FakeQuantize" or fq.get_friendly_name() not in ranges:

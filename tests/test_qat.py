@@ -219,6 +219,17 @@ def test_ranges_naming_no_quantizer_are_refused(setup):
         set_activation_ranges(quantized, {"nope/fq_output_0": (0.0, 1.0)})
 
 
+def test_trained_ranges_with_every_layer_kept_in_float_quantize_nothing(setup):
+    """The gate may keep every layer in float: the trained ranges then have no quantizer to go to."""
+    from targets.quantize import activation_ranges_nncf, quantizable_nodes, quantize_nncf
+
+    _, _, onnx_path, _, feeds, x = setup
+    model = quantize_nncf(onnx_path, feeds, Int8Options(use_cache=False, ranges_from=str(onnx_path),
+                                                       exclude=tuple(quantizable_nodes(onnx_path))))
+    assert activation_ranges_nncf(model) == {}
+    assert not [op for op in model.get_ops() if op.get_type_name() == "FakeQuantize"]
+
+
 def test_unknown_scheme_is_refused(setup):
     _, model, _, groups, feeds, _ = setup
     with pytest.raises(ValueError, match="unknown QAT scheme 'tensorrt'"):
