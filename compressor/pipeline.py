@@ -293,6 +293,7 @@ def _precision_matrix(rows: list[dict], fp32_metric: float, metric: str) -> list
              "parity_max_abs": r["parity"]["max_abs"], "latency_median_ms": r["latency_ms"]["median"],
              "latency_p99_ms": r["latency_ms"]["p99"], "size_bytes": r["size_bytes"],
              "kept_in_float": r.get("int8_gate", {}).get("kept_in_float", []),
+             "quantizer": r.get("int8_gate", {}).get("quantizer"),
              "float_layers": r.get("int8_gate", {}).get("float_layers"),
              "gate_passed": r.get("int8_gate", {}).get("passed"), "qat_iterations": _qat_iterations(r)}
             for r in rows if r["role"] == "student"]

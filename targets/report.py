@@ -70,7 +70,8 @@ def _precision_matrix(report: dict[str, Any], metric: str) -> list[str]:
             kept += f" (in {r['float_layers']})"
         gate = "" if r["gate_passed"] is None else (" (gate passed)" if r["gate_passed"] else " (gate FAILED)")
         gate += f"; after {r['qat_iterations']} QAT iterations" if r.get("qat_iterations") else ""
-        lines.append(f"| {r['target']} | {r['precision']} | {r[metric]:.4f} | {r['delta_vs_fp32']:+.4f} | "
+        precision = r["precision"] + (f" ({r['quantizer']})" if r.get("quantizer") else "")
+        lines.append(f"| {r['target']} | {precision} | {r[metric]:.4f} | {r['delta_vs_fp32']:+.4f} | "
                      f"{'pass' if r['parity_passed'] else 'FAIL'} | {r['latency_median_ms']:.3f} | "
                      f"{r['latency_p99_ms']:.3f} | {r['size_bytes'] / 1024:.0f} KiB | {kept}{gate} |")
     return lines

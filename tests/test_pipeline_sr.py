@@ -92,6 +92,8 @@ def test_report_has_every_measured_field(tiny_run):
     assert (tiny_run / "onnx" / "student_qat.onnx").is_file()
     matrix = {(r["target"], r["precision"]) for r in report["precision_matrix"]}
     assert matrix == {("onnxruntime", "fp32"), ("openvino", "fp16"), ("onnxruntime", "int8")}
+    assert {r["precision"]: r["quantizer"] for r in report["precision_matrix"]}["int8"] == "qdq"
+    assert "| onnxruntime | int8 (qdq) |" in text
     assert "## Engines" in text and "## Precision matrix (student)" in text and "pass (task data)" in text
     assert gate["qat"]["scheme"] == "openvino"
     from targets.base import Artifact
