@@ -116,8 +116,8 @@ def main() -> None:
                                      feed=feed)["latency_ms"]
             base.setdefault(runtime, (lat["median"], psnr))
             ref_ms, ref_psnr = base[runtime]
-            label = (quantizer + ("+bf16" if float_layers != "fp32" else "")
-                     + ("+qat" if precision == "int8" and tuned else "")) if precision == "int8" else ""
+            label = (quantizer + ("+bf16" if float_layers != "fp32" else "") + ("+qat" if tuned else "")
+                     if precision == "int8" else "")
             print(f"{runtime:<12} {precision:<10} {label:<14} | "
                   f"{lat['median']:>9.2f} | {lat['p99']:>8.2f} | {ref_ms / lat['median']:>6.2f}x | {psnr:>9.4f} | "
                   f"{psnr - ref_psnr:>+7.4f} | {kept}")

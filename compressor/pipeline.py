@@ -2,7 +2,6 @@
 engine -> profile -> report -> bundle. Every number in the report is measured in this run."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import platform
 import time
@@ -226,8 +225,9 @@ def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folde
             return task.evaluate(runner)[task.metric]
 
     def rank(_artifact: Artifact):  # on a Q/DQ model quantized like the artifact (NNCF's placement for NNCF)
-        mirror = nncf_like_qdq_options() if nncf else Int8Options(method=deploy.calibration_method)
-        mirror = dataclasses.replace(mirror, ranges_from=str(ranges_from) if ranges_from else None)
+        ranges = str(ranges_from) if ranges_from else None
+        mirror = (nncf_like_qdq_options(ranges_from=ranges) if nncf
+                  else Int8Options(method=deploy.calibration_method, ranges_from=ranges))
         with tempfile.TemporaryDirectory(prefix="rank-") as tmp:
             qdq = quantize_qdq(onnx.path, Path(tmp) / "qdq.onnx", feeds, mirror)
             return (rank_by_float_gain if nncf else rank_sensitive_nodes)(onnx.path, qdq, feeds)

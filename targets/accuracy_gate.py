@@ -57,18 +57,6 @@ def _with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> bytes:
     return model.SerializeToString()
 
 
-def _run_all(model_bytes: bytes, feeds: Sequence[Feed], names: Sequence[str]) -> dict[str, list[np.ndarray]]:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    available = [n for n in names if n in {o.name for o in session.get_outputs()}]
-    values: dict[str, list[np.ndarray]] = {n: [] for n in available}
-    for feed in feeds:
-        for name, value in zip(available, session.run(available, feed)):
-            values[name].append(np.asarray(value, dtype=np.float64))
-    return values
-
-
 def _relative_error(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
     num = sum(float(np.sum((r - g) ** 2)) for r, g in zip(ref, got))
     den = sum(float(np.sum(r ** 2)) for r in ref)
@@ -168,10 +156,13 @@ def rank_sensitive_nodes(fp32_path: Path, qdq_path: Path, feeds: Sequence[Feed],
 
 
 def rank_by_float_gain(fp32_path: Path, qdq_path: Path, feeds: Sequence[Feed],
-                         max_feeds: int = 32) -> list[tuple[str, float]]:
+                       max_feeds: int = 32) -> list[tuple[str, float]]:
     """Quantizable nodes sorted by the output error each gives back in float per share of the work (largest
-    first; for a quantizer that places quantizers at layer inputs only, see the module notes), as ``(name, (error of the Q/DQ model - error with the node in float) / its share of the MACs)``;
-    errors are relative squared errors of the outputs against FP32 on (up to ``max_feeds``) ``feeds``."""
+    first; for quantizers placed at layer inputs only, see the module notes), as ``(name, (error of the
+    Q/DQ model - error with the node in float) / its share of the MACs)``; errors are relative squared
+    errors of the outputs against FP32 on (up to ``max_feeds``) ``feeds``."""
+    import onnxruntime as ort
+
     from targets.graph_rewrites import split_concat_convs
 
     fp32 = onnx.load(str(fp32_path))
@@ -179,31 +170,23 @@ def rank_by_float_gain(fp32_path: Path, qdq_path: Path, feeds: Sequence[Feed],
     feeds = list(feeds)[:max_feeds]
     nodes = [n for n in fp32.graph.node if n.op_type in QUANTIZED_OPS and n.name]
     tensors = sorted({t for n in nodes for t in (*n.input[:1], n.output[0]) if t})
-    values = _run_all(_with_outputs(fp32, tensors), feeds[:1], tensors)
+    session = ort.InferenceSession(_with_outputs(fp32, tensors), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    reference, values = [], {}  # the outputs of every feed; every tensor of the first (for the MACs)
+    for feed in feeds:
+        run = dict(zip(names, session.run(names, feed)))
+        values = values or run
+        reference.append([np.asarray(run[o.name], np.float64) for o in fp32.graph.output])
     initializers = {t.name: t for t in fp32.graph.initializer}
     split, _ = split_concat_convs(fp32)  # the quantizer may have split convs: their part weights too
     float_weights = initializers | {t.name: t for t in split.graph.initializer}
-
-    def first_input(node):
-        name = node.input[0]
-        return values[name][0] if name in values else feeds[0].get(name)
-
-    macs = {n.name: node_macs(n, initializers, values[n.output[0]][0], first_input(n))
+    macs = {n.name: node_macs(n, initializers, values[n.output[0]], values.get(n.input[0], feeds[0].get(n.input[0])))
             if n.output[0] in values else 1 for n in nodes}
     total = max(sum(macs.values()), 1)
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(fp32.SerializeToString(), providers=["CPUExecutionProvider"])
-    reference = [[np.asarray(v, np.float64) for v in session.run(None, feed)] for feed in feeds]
-    quantized = {n.name for n in qdq.graph.node}
     base = _output_error(qdq.SerializeToString(), feeds, reference)
-    ranked = []
-    for node in nodes:
-        if node.name in quantized or any(name.startswith(f"{node.name}_part") for name in quantized):
-            gain = base - _output_error(_with_float_node(qdq, float_weights, node.name), feeds, reference)
-        else:
-            gain = 0.0
-        ranked.append((node.name, gain / max(macs[node.name] / total, 1e-9)))
+    gains = {n.name: base - _output_error(_with_float_node(qdq, float_weights, n.name), feeds, reference)
+             for n in nodes}
+    ranked = [(name, gain / max(macs[name] / total, 1e-9)) for name, gain in gains.items()]
     return sorted(ranked, key=lambda item: item[1], reverse=True)
 
 
