@@ -27,12 +27,12 @@ DEFAULT_BUNDLE = ROOT / "runs" / "ids-lsfidm" / "bundle" / "ids-lsfidm-student"
 
 def build_bundle(folder: Path) -> Path:
     """A bundle from a student trained for a few hundred steps on generated data (for timing only)."""
-    from compressor.recipe import load_recipe
-    from compressor.tasks import TASKS
-    from compressor.tasks.base import RunContext
-    from targets.bundle import create_bundle
-    from targets.onnx import ExportOptions, export_onnx
-    from targets.table import load_target
+    from compressor.distill.recipe import load_recipe
+    from compressor.distill.tasks import TASKS
+    from compressor.distill.tasks.base import RunContext
+    from compressor.targets.bundle import create_bundle
+    from compressor.targets.onnx import ExportOptions, export_onnx
+    from compressor.targets.table import load_target
 
     recipe = load_recipe("ids-lsfidm", quick=True)
     context = RunContext(out_dir=folder, seed=0, quick=True, stage=lambda text: print(f"  {text}"))
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--max-latency-ms", type=float, default=5.0)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from compressor.data.can_generator import GeneratorConfig, generate, write_log
+    from compressor.distill.data.can_generator import GeneratorConfig, generate, write_log
 
     with tempfile.TemporaryDirectory(prefix="ids-stream-") as tmp:
         scratch = Path(tmp)

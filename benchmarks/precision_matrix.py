@@ -47,16 +47,16 @@ def main() -> None:
     parser.add_argument("--int8", default="qdq,nncf", help="INT8 quantizers to run (comma-separated: qdq, nncf)")
     args = parser.parse_args()
 
-    from compressor.pipeline import _build_int8, _quantization_aware, qat_scheme_for
-    from compressor.recipe import DeployConfig, TargetChoice, load_recipe
-    from compressor.tasks import TASKS, RoleModel
-    from compressor.tasks.base import RunContext
-    from models import create_model
-    from targets.onnx import export_onnx
-    from targets.openvino import cpu_supports_bf16
-    from targets.profile import ProfileOptions, profile_runner
-    from targets.table import load_target, open_runner
-    from targets.tensor_spec import TensorSpec
+    from compressor.distill.pipeline import _build_int8, _quantization_aware, qat_scheme_for
+    from compressor.distill.recipe import DeployConfig, TargetChoice, load_recipe
+    from compressor.distill.tasks import TASKS, RoleModel
+    from compressor.distill.tasks.base import RunContext
+    from compressor.models import create_model
+    from compressor.targets.onnx import export_onnx
+    from compressor.targets.openvino import cpu_supports_bf16
+    from compressor.targets.profile import ProfileOptions, profile_runner
+    from compressor.targets.table import load_target, open_runner
+    from compressor.core.tensor_spec import TensorSpec
 
     model = create_model("span_tiny", weights=str(SPAN) if SPAN.exists() and not args.weights else None)
     if args.weights:
@@ -82,7 +82,7 @@ def main() -> None:
                   f"{summary['seconds']:.0f} s; relative L1 to FP32 under INT8 "
                   f"{summary['relative_l1_to_fp32_before']:.4f} -> {summary['relative_l1_to_fp32_after']:.4f}")
         feed_spec = TensorSpec.parse("image:1x3x128x128:float32:0..1")
-        from targets.inputs import random_feed
+        from compressor.core.feeds import random_feed
 
         feed = random_feed([feed_spec])
         print(f"SR student ({'published SPAN-Tiny' if not args.weights else args.weights}), input 1x3x128x128, "

@@ -47,11 +47,11 @@ def main() -> None:
     args = parser.parse_args()
     if not SPAN_DIR.is_dir():
         sys.exit(f"published checkpoints not found at {SPAN_DIR}")
-    from compressor.recipe import load_recipe
-    from compressor.tasks import TASKS
-    from compressor.tasks.base import RunContext
-    from models import create_model
-    from targets.torch_runner import TorchRunner
+    from compressor.distill.recipe import load_recipe
+    from compressor.distill.tasks import TASKS
+    from compressor.distill.tasks.base import RunContext
+    from compressor.models import create_model
+    from compressor.targets.torch_runner import TorchRunner
 
     recipe = load_recipe("sr-dsclora")
     settings = recipe.settings

@@ -21,10 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compressor.recipe import load_recipe  # noqa: E402
-from compressor.tasks.base import RunContext  # noqa: E402
-from compressor.tasks.tracking import TrackingTask  # noqa: E402
-from targets.torch_runner import TorchRunner  # noqa: E402
+from compressor.distill.recipe import load_recipe  # noqa: E402
+from compressor.distill.tasks.base import RunContext  # noqa: E402
+from compressor.distill.tasks.tracking import TrackingTask  # noqa: E402
+from compressor.targets.torch_runner import TorchRunner  # noqa: E402
 
 COLUMNS = ("auc", "auc_occluded", "precision", "precision_occluded")
 

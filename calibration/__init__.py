@@ -3,6 +3,6 @@
 ``sources`` builds and validates them (arrays, folders, callables, a task's data), ``adapters`` hands
 them to ONNX Runtime, NNCF and TensorRT, ``cache`` keys calibration statistics by model and data hashes.
 """
-from calibration.sources import CalibrationError, from_callable, from_folder, representative, validate_feeds
+from compressor.calibration.sources import CalibrationError, from_callable, from_folder, representative, validate_feeds
 
 __all__ = ["CalibrationError", "from_callable", "from_folder", "representative", "validate_feeds"]

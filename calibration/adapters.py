@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from compressor.core.feeds import Feed
 
-Feed = dict[str, np.ndarray]
 
 
 def ort_reader(feeds: Sequence[Feed]):
@@ -48,7 +48,7 @@ def tensorrt_calibrator(feeds: Sequence[Feed], cache_file: str | Path, input_ord
     TensorRT 11 removed implicit calibration: use a Q/DQ ONNX there instead.
     """
     import tensorrt as trt
-    from targets.cuda import DeviceBuffers
+    from compressor.targets.cuda import DeviceBuffers
 
     class FeedCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:

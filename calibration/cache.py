@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from targets.files import sha256_file
+from compressor.core.files import sha256_file
 
 
 def data_hash(feeds: Sequence[dict[str, np.ndarray]]) -> str:

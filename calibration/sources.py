@@ -5,16 +5,16 @@ recipe task's own data (representative samples of its training set). Every sourc
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from compressor.errors import CompressError
-from targets.tensor_spec import TensorSpec
+from compressor.core.errors import CompressError
+from compressor.core.user_code import load_callable
+from compressor.core.tensor_spec import TensorSpec
+from compressor.core.feeds import Feed
 
-Feed = dict[str, np.ndarray]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -83,18 +83,8 @@ def _with_batch(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 def from_callable(spec_text: str, specs: Sequence[TensorSpec], *, limit: int | None = None) -> list[Feed]:
     """Samples from a user function ``module:function`` or ``file.py:function`` returning an iterable of feeds."""
-    from models.spec import _load_file
-
-    target, _, attr = spec_text.rpartition(":")
-    if not target or not attr:
-        raise CalibrationError(f"calibration callable '{spec_text}' must be module:function or file.py:function")
-    try:
-        module = _load_file(target) if target.endswith(".py") else importlib.import_module(target)
-    except ImportError as exc:
-        raise CalibrationError(f"cannot import calibration module '{target}': {exc}") from None
-    function: Callable[[], Iterable[Feed]] | None = getattr(module, attr, None)
-    if not callable(function):
-        raise CalibrationError(f"'{target}' has no callable '{attr}'")
+    function: Callable[[], Iterable[Feed]] = load_callable(spec_text, error=CalibrationError,
+                                                          what="calibration callable")
     feeds = list(function())
     return validate_feeds(feeds[:limit] if limit else feeds, specs)
 

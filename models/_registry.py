@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from compressor.registry import Registry
+from compressor.core.registry import Registry
 
 MODELS: Registry[Callable[..., Any]] = Registry("model")
 register_model = MODELS.register

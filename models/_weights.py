@@ -7,7 +7,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from compressor.errors import ModelSpecError
+from compressor.core.errors import ModelSpecError
 
 # BasicSR saves {"params": ..., "params_ema": ...}; Lightning-style files use "state_dict".
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")

@@ -19,7 +19,7 @@ def count_macs(model: nn.Module, specs: Sequence) -> int:
     ``specs`` are TensorSpecs with concrete shapes (batch 1). Counted with forward hooks, so the figure
     is for the graph actually run.
     """
-    from targets.inputs import random_feed
+    from compressor.core.feeds import random_feed
 
     feed = random_feed(list(specs), batch=1, rng=np.random.default_rng(0))
     total = 0

@@ -18,11 +18,11 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
-from compressor.errors import ModelSpecError
-from models._registry import register_model
-from models._weights import load_weights, read_state_dict
-from models.layers.conv3xc import Conv3XC
-from models.layers.conv_lora import apply_conv_lora, mark_only_lora_trainable
+from compressor.core.errors import ModelSpecError
+from compressor.models._registry import register_model
+from compressor.models._weights import load_weights, read_state_dict
+from compressor.models.layers.conv3xc import Conv3XC
+from compressor.models.layers.conv_lora import apply_conv_lora, mark_only_lora_trainable
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 NUM_BLOCKS = 6
@@ -156,9 +156,9 @@ def dsclora_tiny(*, weights: str | Path | None = None, upscale: int = 4, block_r
 
     ``weights`` is a fused SPAN-Tiny checkpoint (the frozen base) or a checkpoint of this student
     (with ``lora_A``/``lora_B`` keys). Defaults (rank, alpha) follow the upstream ``lora_config``.
-    After :func:`models.layers.merge_conv_lora` the model is exactly ``span_tiny`` (130,828 params).
+    After :func:`compressor.models.layers.merge_conv_lora` the model is exactly ``span_tiny`` (130,828 params).
 
-    >>> from models.layers import merge_conv_lora
+    >>> from compressor.models.layers import merge_conv_lora
     >>> student = dsclora_tiny()
     >>> sum(p.numel() for p in merge_conv_lora(student).parameters())
     130828

@@ -1,15 +1,12 @@
 """MODEL_SPEC resolution: ``path/to/file.py:factory``, ``package.module:factory`` or a registered name."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from compressor.errors import CompressError, InputSpecError, ModelSpecError
+from compressor.core.errors import CompressError, InputSpecError, ModelSpecError
+from compressor.core.user_code import is_user_spec, load_callable
 
 
 @dataclass
@@ -48,40 +45,11 @@ def load_model_spec(spec: str, **kwargs: Any) -> LoadedModel:
 
 
 def _resolve_factory(spec: str):
-    target, sep, attr = spec.rpartition(":")
-    if not sep:
-        from models import MODELS
+    if not is_user_spec(spec):
+        from compressor.models import MODELS
 
         return MODELS.get(spec)
-    if not target or not attr:
-        raise ModelSpecError(f"MODEL_SPEC '{spec}' must be file.py:factory, package.module:factory or a model name")
-    module = _load_file(target) if target.endswith(".py") or "/" in target else _import_module(target)
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise ModelSpecError(f"'{target}' has no callable '{attr}'")
-    return factory
-
-
-def _load_file(path_text: str):
-    path = Path(path_text)
-    if not path.is_file():
-        raise ModelSpecError(f"model file {path} does not exist")
-    name = f"_compress_user_{path.stem}"
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as exc:  # user code
-        raise ModelSpecError(f"importing {path} raised {type(exc).__name__}: {exc}") from None
-    return module
-
-
-def _import_module(name: str):
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise ModelSpecError(f"cannot import module '{name}': {exc}") from None
+    return load_callable(spec, error=ModelSpecError, what="MODEL_SPEC")
 
 
 def _name_examples(model, examples, spec: str) -> dict[str, Any] | None:
@@ -103,7 +71,7 @@ def resolve_input_specs(loaded: LoadedModel, declared: Sequence[str]):
 
     Symbolic dims without an example size take it from the example inputs when given.
     """
-    from targets.tensor_spec import TensorSpec, parse_specs
+    from compressor.core.tensor_spec import TensorSpec, parse_specs
 
     if declared:
         specs = parse_specs(list(declared))
@@ -118,7 +86,7 @@ def resolve_input_specs(loaded: LoadedModel, declared: Sequence[str]):
 
 
 def _fill_examples(spec, examples: Mapping[str, Any]):
-    from targets.tensor_spec import TensorSpec
+    from compressor.core.tensor_spec import TensorSpec
 
     tensor = examples.get(spec.name)
     if tensor is None or len(tensor.shape) != len(spec.shape):

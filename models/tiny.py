@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models._registry import register_model
+from compressor.models._registry import register_model
 
 
 class TinySRNet(nn.Module):

@@ -8,7 +8,7 @@ the score map (sigmoid, clamped), the size map (sigmoid; w, h normalised to the 
 offset map (raw; sub-cell offset in cell units), each on the ``S/p x S/p`` grid.
 
 The network is static: no masking, no token elimination. ORR's masked pass is a training-time second
-call of :attr:`VitTracker.backbone` (see ``compressor.losses.orr``). KD features: hook ``backbone.norm``
+call of :attr:`VitTracker.backbone` (see ``compressor.distill.losses.orr``). KD features: hook ``backbone.norm``
 (B x tokens x dim, post-LayerNorm, template tokens first). State-dict keys of the backbone follow timm's
 ViT (``backbone.patch_embed.proj``, ``backbone.blocks.0.attn.qkv``, ...), so DeiT weights map directly.
 
@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models._registry import register_model
-from models._weights import load_weights
+from compressor.models._registry import register_model
+from compressor.models._weights import load_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -148,7 +148,7 @@ class CenterHead(nn.Module):
 class VitTracker(nn.Module):
     """Backbone + center head; ``forward(template, search) -> (score_map, size_map, offset_map)``.
 
-    Inputs are ImageNet-normalised RGB crops (NCHW float32); see ``models.tracking_runtime``.
+    Inputs are ImageNet-normalised RGB crops (NCHW float32); see ``compressor.runtime.tracker``.
     """
 
     output_names = OUTPUT_NAMES

@@ -26,10 +26,10 @@ from typing import Callable, Sequence
 import numpy as np
 import onnx
 
-from targets.quantize import QUANTIZED_OPS
+from compressor.targets.quantize import QUANTIZED_OPS
+from compressor.core.feeds import Feed
 
 log = logging.getLogger(__name__)
-Feed = dict[str, np.ndarray]
 
 
 @dataclass
@@ -163,7 +163,7 @@ def rank_by_float_gain(fp32_path: Path, qdq_path: Path, feeds: Sequence[Feed],
     errors of the outputs against FP32 on (up to ``max_feeds``) ``feeds``."""
     import onnxruntime as ort
 
-    from targets.graph_rewrites import split_concat_convs
+    from compressor.targets.graph_rewrites import split_concat_convs
 
     fp32 = onnx.load(str(fp32_path))
     qdq = onnx.load(str(qdq_path))

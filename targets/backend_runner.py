@@ -5,8 +5,8 @@ from typing import Callable
 
 import numpy as np
 
-from compressor.errors import BuildError
-from targets.base import Artifact, Feed, Runner
+from compressor.core.errors import BuildError
+from compressor.targets.base import Artifact, Feed, Runner
 
 
 class BackendRunner(Runner):
@@ -19,7 +19,7 @@ class BackendRunner(Runner):
         self.backend = None
 
     def _activate(self) -> None:
-        from targets.bundle_runtime import BACKENDS
+        from compressor.runtime.run import BACKENDS
 
         try:
             self.backend = BACKENDS[self.artifact.target](self.artifact.path, dict(self.artifact.options), self.threads)

@@ -10,12 +10,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from compressor.errors import ArtifactError, InputSpecError, UnsupportedPrecisionError
-from targets.files import write_json
-from targets.tensor_spec import TensorSpec
+from compressor.core.errors import ArtifactError, InputSpecError, UnsupportedPrecisionError
+from compressor.core.files import write_json
+from compressor.core.tensor_spec import TensorSpec
+from compressor.core.feeds import Feed
 
 SIDECAR_SUFFIX = ".artifact.json"
-Feed = Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
-import compressor
-from compressor.errors import BundleError
-from targets.base import Artifact
-from targets.compare import Tolerance
-from targets.files import atomic_dir, atomic_path, ensure_writable_dir, sha256_file, write_json
-from targets.inputs import random_feed
-from targets.profile import ProfileOptions, profile_runner
-from targets.table import open_runner
+from compressor.core.version import __version__
+from compressor.runtime import files_for as runtime_files
+from compressor.core.errors import BundleError
+from compressor.targets.base import Artifact
+from compressor.targets.compare import Tolerance
+from compressor.core.files import atomic_dir, atomic_path, ensure_writable_dir, sha256_file, write_json
+from compressor.core.feeds import random_feed
+from compressor.targets.profile import ProfileOptions, profile_runner
+from compressor.targets.table import open_runner
 
 FORMAT = "edge-compress-bundle/1"
 RUNTIME_PACKAGES = {"onnxruntime": "onnxruntime", "onnx": "onnxruntime", "openvino": "openvino"}
@@ -64,7 +65,8 @@ def create_bundle(artifact: Artifact, out_dir: str | Path, *, name: str | None =
         np.savez(tmp / "golden.npz", **{f"input.{k}": v for k, v in golden_in.items()},
                  **{f"output.{k}": v for k, v in golden_out.items()})
         write_json(tmp / "profile.json", measured)
-        shutil.copyfile(Path(__file__).with_name("bundle_runtime.py"), tmp / "run.py")
+        for file_name, path in runtime_files("engine").items():
+            shutil.copyfile(path, tmp / file_name)
         (tmp / "README.md").write_text(_readme(name, artifact))
         for rel, source in (extras or {}).items():
             if Path(rel).is_absolute() or ".." in Path(rel).parts:
@@ -90,7 +92,7 @@ def _manifest(name: str, artifact: Artifact, folder: Path, runtime_version: str)
         "inputs": [s.to_dict() for s in artifact.inputs], "outputs": [s.to_dict() for s in artifact.outputs],
         "runtime": {"name": artifact.target, "version": runtime_version,
                     "requirements": ["numpy", f"{RUNTIME_PACKAGES[artifact.target]}"]},
-        "toolchain": {"edge_compress": compressor.__version__, "python": platform.python_version(),
+        "toolchain": {"edge_compress": __version__, "python": platform.python_version(),
                       "numpy": np.__version__, "torch": torch.__version__,
                       "built_on": f"{platform.system()} {platform.machine()}"},
         "selftest_tolerance": {"atol": tol.atol, "rtol": tol.rtol, "stat": tol.stat},

@@ -6,8 +6,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from compressor.errors import CompressError
-from targets.base import Runner
+from compressor.core.errors import CompressError
+from compressor.targets.base import Runner
 
 # Default tolerances per precision: |got - ref| <= atol + rtol * max|ref| (rtol is relative to the
 # output's largest magnitude: activations that cancel to ~0 carry the rounding error of their large terms).

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import compressor
-from targets.base import Artifact, Feed
-from targets.bundle import Bundle
-from targets.files import atomic_dir, atomic_path, ensure_writable_dir, sha256_file, write_json
-from targets.tensorrt_plan import make_plan
+from compressor.core.version import __version__
+from compressor.runtime import files_for as runtime_files
+from compressor.targets.base import Artifact, Feed
+from compressor.targets.bundle import Bundle
+from compressor.core.files import atomic_dir, atomic_path, ensure_writable_dir, sha256_file, write_json
+from compressor.targets.tensorrt_plan import make_plan
 
 
 def create_jetson_bundle(onnx: Artifact, out_dir: str | Path, *, precision: str = "fp16",
@@ -25,33 +26,32 @@ def create_jetson_bundle(onnx: Artifact, out_dir: str | Path, *, precision: str 
     """Write ``out_dir/<name>/`` and its ``.tar.gz``: ONNX, jetson.py (build + profile steps), run.py, manifest."""
     import tarfile
 
-    from targets.quantize import quantize_qdq
+    from compressor.targets.quantize import quantize_qdq
 
     plan = make_plan(onnx.inputs, precision, trt_version)
     name = name or f"{onnx.path.stem}-jetson-{precision}"
     out_dir = ensure_writable_dir(out_dir)
     folder, archive = out_dir / name, out_dir / f"{name}.tar.gz"
-    here = Path(__file__).parent
     with atomic_dir(folder) as tmp:
         model = tmp / "model.onnx"
         if plan.onnx_kind == "qdq":
             if not calibration:
-                from compressor.errors import UnsupportedPrecisionError
+                from compressor.core.errors import UnsupportedPrecisionError
 
                 raise UnsupportedPrecisionError("a Jetson int8 bundle needs calibration data for its Q/DQ ONNX")
             with tempfile.TemporaryDirectory() as work:
                 shutil.copyfile(quantize_qdq(onnx.path, Path(work) / "qdq.onnx", calibration), model)
         else:
             shutil.copyfile(onnx.path, model)
-        shutil.copyfile(here / "jetson_profile.py", tmp / "jetson.py")
-        shutil.copyfile(here / "bundle_runtime.py", tmp / "run.py")
+        for name, path in runtime_files("jetson").items():
+            shutil.copyfile(path, tmp / name)
         shape_args = [a for a in plan.trtexec_args("model.onnx", "model.engine") if a.startswith("--optShapes")]
         files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         write_json(tmp / "manifest.json", {
             "format": "edge-compress-jetson-bundle/1", "name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "target": "tensorrt", "precision": precision, "selftest": False,
             "inputs": [s.to_dict() for s in onnx.inputs], "outputs": [s.to_dict() for s in onnx.outputs],
-            "toolchain": {"edge_compress": compressor.__version__},
+            "toolchain": {"edge_compress": __version__},
             "jetson": {"tensorrt_plan": ".".join(map(str, trt_version)), "onnx": "model.onnx",
                        "engine": "model.engine", "build_command": plan.trtexec_args("model.onnx", "model.engine"),
                        "shape_args": [a.replace("--optShapes", "--shapes") for a in shape_args],

@@ -14,15 +14,15 @@ import numpy as np
 import onnx
 import torch
 
-import compressor
-from compressor.errors import CompressError, ExportError
-from targets.base import Artifact
-from targets.compare import Tolerance, compare_outputs
-from targets.files import atomic_path
-from targets.inputs import random_feed
-from targets.onnx_io import graph_specs, write_metadata
-from targets.tensor_spec import TensorSpec
-from targets.torch_runner import outputs_to_dict
+from compressor.core.version import __version__
+from compressor.core.errors import CompressError, ExportError
+from compressor.targets.base import Artifact
+from compressor.targets.compare import Tolerance, compare_outputs
+from compressor.core.files import atomic_path
+from compressor.core.feeds import random_feed
+from compressor.targets.onnx_io import graph_specs, write_metadata
+from compressor.core.tensor_spec import TensorSpec
+from compressor.targets.torch_runner import outputs_to_dict
 
 log = logging.getLogger(__name__)
 EXPORTERS = ("dynamo", "torchscript")
@@ -142,12 +142,12 @@ def _verify(model, proto: onnx.ModelProto, inputs, output_names, options: Export
 def _versions() -> dict[str, str]:
     import onnxslim
 
-    return {"edge_compress": compressor.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
+    return {"edge_compress": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
             "onnxslim": onnxslim.__version__, "python": platform.python_version()}
 
 
 def _save(proto, inputs, out_path: Path, exporter: str, options: ExportOptions) -> Artifact:
-    proto.producer_name, proto.producer_version = "edge-compress", compressor.__version__
+    proto.producer_name, proto.producer_version = "edge-compress", __version__
     write_metadata(proto, {"inputs": [s.to_dict() for s in inputs], "preprocessing": options.preprocessing,
                            "exporter": exporter, "versions": _versions(), "source": options.source or ""})
     files = [out_path.name]

@@ -7,8 +7,8 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from compressor.errors import ModelFileError
-from targets.tensor_spec import TensorSpec
+from compressor.core.errors import ModelFileError
+from compressor.core.tensor_spec import TensorSpec
 
 META_PREFIX = "edge_compress."
 _ONNX_DTYPES = {

@@ -10,10 +10,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from targets.backend_runner import BackendRunner
-from targets.base import Artifact, Feed, Runner, Target, default_name
-from targets.files import atomic_path
-from targets.onnx_io import graph_specs, load_onnx, read_metadata
+from compressor.targets.backend_runner import BackendRunner
+from compressor.targets.base import Artifact, Feed, Runner, Target, default_name
+from compressor.core.files import atomic_path
+from compressor.targets.onnx_io import graph_specs, load_onnx, read_metadata
 
 
 class OnnxRuntimeTarget(Target):
@@ -25,7 +25,7 @@ class OnnxRuntimeTarget(Target):
     def build(self, onnx_path: Path, *, precision: str, out_dir: Path, name: str | None = None,
               options: Mapping[str, Any] | None = None, calibration: Sequence[Feed] | None = None,
               int8: Any = None) -> Artifact:
-        from targets.quantize import Int8Options, quantize_qdq, to_fp16
+        from compressor.targets.quantize import Int8Options, quantize_qdq, to_fp16
 
         self.check_precision(precision)
         self.require_calibration(precision, calibration)

@@ -14,11 +14,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from compressor.errors import BuildError, UnsupportedPrecisionError
-from targets.backend_runner import BackendRunner
-from targets.base import Artifact, Feed, Runner, Target, default_name
-from targets.files import atomic_path
-from targets.onnx_io import graph_specs, load_onnx
+from compressor.core.errors import BuildError, UnsupportedPrecisionError
+from compressor.targets.backend_runner import BackendRunner
+from compressor.targets.base import Artifact, Feed, Runner, Target, default_name
+from compressor.core.files import atomic_path
+from compressor.targets.onnx_io import graph_specs, load_onnx
 
 # precision -> (compress weights to fp16 in the IR, CPU inference precision hint)
 PRECISIONS: dict[str, tuple[bool, str]] = {"fp32": (False, "f32"), "fp16": (True, "f32"), "bf16": (False, "bf16"),
@@ -82,7 +82,7 @@ class OpenVinoTarget(Target):
     def _convert(self, onnx_path: Path, precision: str, quantizer: str, calibration, int8):
         import openvino as ov
 
-        from targets.quantize import Int8Options, quantize_nncf, quantize_qdq
+        from compressor.targets.quantize import Int8Options, quantize_nncf, quantize_qdq
 
         try:
             if precision != "int8":

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compressor.errors import InputSpecError
-from targets.base import Runner
-from targets.bundle_runtime import COV_WARNING, measure_call
-from targets.inputs import random_feed
+from compressor.core.errors import InputSpecError
+from compressor.targets.base import Runner
+from compressor.runtime.run import COV_WARNING, measure_call
+from compressor.core.feeds import random_feed
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from typing import Sequence
 import numpy as np
 import onnx
 
-from compressor.errors import BuildError
-from targets.files import atomic_path
+from compressor.core.errors import BuildError
+from compressor.core.files import atomic_path
+from compressor.core.feeds import Feed
 
 log = logging.getLogger(__name__)
-Feed = dict[str, np.ndarray]
 METHODS = ("minmax", "entropy", "percentile")
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 
@@ -43,7 +43,7 @@ class Int8Options:
     bias_correction: bool = True  # NNCF: correct biases for the quantization shift (off after QAT, which did)
     extra: dict = field(default_factory=dict)  # ONNX Runtime extra_options, or NNCF advanced parameters
     # Calibrate this ONNX instead and use its activation ranges (same graph, other weights): the FP32 model a
-    # quantization-aware fine-tuning started from, whose ranges it trained the weights for (compressor.qat)
+    # quantization-aware fine-tuning started from, whose ranges it trained the weights for (compressor.distill.qat)
     ranges_from: str | None = None
 
 
@@ -77,8 +77,8 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from calibration.adapters import ort_reader
-    from calibration.cache import cache_path
+    from compressor.calibration.adapters import ort_reader
+    from compressor.calibration.cache import cache_path
 
     if options.method not in METHODS:
         raise BuildError(f"unknown calibration method '{options.method}'; choose from: {', '.join(METHODS)}")
@@ -125,8 +125,8 @@ def calibration_chunk(count: int, most: int = 64) -> int:
 
 
 def _rewritten(onnx_path: Path, out_path: Path, options: Int8Options) -> Path:
-    """``onnx_path`` after the exact rewrites that help INT8 (see :mod:`targets.graph_rewrites`), or itself."""
-    from targets.graph_rewrites import split_concat_convs
+    """``onnx_path`` after the exact rewrites that help INT8 (see :mod:`compressor.targets.graph_rewrites`), or itself."""
+    from compressor.targets.graph_rewrites import split_concat_convs
 
     if not options.split_concat:
         return Path(onnx_path)
@@ -227,7 +227,7 @@ def quantize_nncf(onnx_path: Path, feeds: Sequence[Feed], options: Int8Options =
     import nncf
     import openvino as ov
 
-    from calibration.adapters import nncf_dataset
+    from compressor.calibration.adapters import nncf_dataset
 
     with tempfile.TemporaryDirectory(prefix="nncf-") as tmp:
         model = ov.convert_model(str(_rewritten(onnx_path, Path(tmp) / "rewritten.onnx", options)))

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from compressor.errors import CompressError
-from targets.files import atomic_path, write_json
+from compressor.core.errors import CompressError
+from compressor.core.files import atomic_path, write_json
 
 
 def read_report(folder: Path) -> dict[str, Any]:

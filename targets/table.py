@@ -5,7 +5,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from compressor.errors import MissingDependencyError, unknown_name
+from compressor.core.errors import MissingDependencyError, unknown_name
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,11 @@ TARGETS: dict[str, TargetInfo] = {
     info.name: info
     for info in (
         TargetInfo("onnxruntime", ".onnx", ("fp32", "fp16", "int8"), ("onnxruntime",),
-                   "targets.onnxruntime:OnnxRuntimeTarget",
+                   "compressor.targets.onnxruntime:OnnxRuntimeTarget",
                    "ONNX Runtime: CPU provider; CUDA and TensorRT execution providers when present"),
-        TargetInfo("tensorrt", ".engine", ("fp32", "fp16", "int8"), ("tensorrt",), "targets.tensorrt:TensorRtTarget",
+        TargetInfo("tensorrt", ".engine", ("fp32", "fp16", "int8"), ("tensorrt",), "compressor.targets.tensorrt:TensorRtTarget",
                    "TensorRT engine from ONNX (NVIDIA GPU): strongly typed on TensorRT 11+, flags/calibration on 10"),
-        TargetInfo("openvino", ".xml", ("fp32", "fp16", "bf16", "int8"), ("openvino",), "targets.openvino:OpenVinoTarget",
+        TargetInfo("openvino", ".xml", ("fp32", "fp16", "bf16", "int8"), ("openvino",), "compressor.targets.openvino:OpenVinoTarget",
                    "OpenVINO IR on CPU: fp32 in f32, fp16 compressed IR, bf16 where the CPU has it, int8 (Q/DQ or NNCF)"),
     )
 }

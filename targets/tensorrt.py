@@ -15,11 +15,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from compressor.errors import BuildError, MissingDependencyError
-from targets.base import Artifact, Feed, Runner, Target, default_name
-from targets.files import atomic_path
-from targets.onnx_io import graph_specs, load_onnx
-from targets.tensorrt_plan import PRECISIONS, BuildPlan, make_plan, parse_version
+from compressor.core.errors import BuildError, MissingDependencyError
+from compressor.targets.base import Artifact, Feed, Runner, Target, default_name
+from compressor.core.files import atomic_path
+from compressor.targets.onnx_io import graph_specs, load_onnx
+from compressor.targets.tensorrt_plan import PRECISIONS, BuildPlan, make_plan, parse_version
 
 
 def tensorrt_version() -> tuple[int, int]:
@@ -48,7 +48,7 @@ class TensorRtTarget(Target):
     def build(self, onnx_path: Path, *, precision: str, out_dir: Path, name: str | None = None,
               options: Mapping[str, Any] | None = None, calibration: Sequence[Feed] | None = None,
               int8: Any = None) -> Artifact:
-        from targets.quantize import Int8Options
+        from compressor.targets.quantize import Int8Options
 
         options = dict(options or {})
         implicit = options.pop("calibration", "qdq") == "implicit"
@@ -87,7 +87,7 @@ def _plan_dict(plan: BuildPlan) -> dict:
 
 def _onnx_for_plan(onnx_path: Path, plan: BuildPlan, folder: Path, calibration, int8) -> Path:
     """The graph the plan parses: the FP32 ONNX, its FP16 conversion, or its Q/DQ quantization."""
-    from targets.quantize import quantize_qdq, to_fp16
+    from compressor.targets.quantize import quantize_qdq, to_fp16
 
     if plan.onnx_kind == "fp16":
         return to_fp16(onnx_path, folder / "fp16.onnx")
@@ -127,7 +127,7 @@ def build_serialized(onnx_path: Path, plan: BuildPlan, timing_cache: Path, *, ca
         if plan.implicit_calibration:
             config.set_calibration_profile(profile)
     if plan.implicit_calibration:
-        from calibration.adapters import tensorrt_calibrator
+        from compressor.calibration.adapters import tensorrt_calibrator
 
         config.int8_calibrator = tensorrt_calibrator(calibration, calibration_cache,
                                                      [network.get_input(i).name for i in range(network.num_inputs)])

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from compressor.errors import UnsupportedPrecisionError
-from targets.tensor_spec import TensorSpec
+from compressor.core.errors import UnsupportedPrecisionError
+from compressor.core.tensor_spec import TensorSpec
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

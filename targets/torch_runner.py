@@ -6,9 +6,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from compressor.errors import ExportError
-from targets.base import Feed, Runner
-from targets.tensor_spec import TensorSpec
+from compressor.core.errors import ExportError
+from compressor.targets.base import Feed, Runner
+from compressor.core.tensor_spec import TensorSpec
 
 
 def outputs_to_dict(outputs: Any, names: Sequence[str]) -> dict[str, np.ndarray]:

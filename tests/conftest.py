@@ -40,8 +40,8 @@ def cli(capsys):
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """``{model_name: Artifact}`` of the ONNX export of each built-in model kind."""
-    from models.spec import load_model_spec, resolve_input_specs
-    from targets.onnx import ExportOptions, export_onnx
+    from compressor.models.spec import load_model_spec, resolve_input_specs
+    from compressor.targets.onnx import ExportOptions, export_onnx
 
     folder = tmp_path_factory.mktemp("exported")
     artifacts = {}

@@ -6,14 +6,14 @@ import importlib.util
 import numpy as np
 import pytest
 
-from compressor.errors import InputSpecError, MissingDependencyError, UnsupportedPrecisionError
-from models import create_model
-from targets.base import Artifact
-from targets.compare import Tolerance, compare_runners
-from targets.inputs import random_feed, random_feeds
-from targets.profile import ProfileOptions, profile_runner
-from targets.table import load_target
-from targets.torch_runner import TorchRunner
+from compressor.core.errors import InputSpecError, MissingDependencyError, UnsupportedPrecisionError
+from compressor.models import create_model
+from compressor.targets.base import Artifact
+from compressor.targets.compare import Tolerance, compare_runners
+from compressor.core.feeds import random_feed, random_feeds
+from compressor.targets.profile import ProfileOptions, profile_runner
+from compressor.targets.table import load_target
+from compressor.targets.torch_runner import TorchRunner
 from tests.conftest import MODEL_KINDS
 
 
@@ -27,7 +27,7 @@ def built(request, exported, tmp_path_factory):
     try:
         builder = load_target(cls.target)
         if cls.target == "tensorrt":
-            from targets.tensorrt import _gpu_name, tensorrt_version
+            from compressor.targets.tensorrt import _gpu_name, tensorrt_version
 
             tensorrt_version(), _gpu_name()
     except MissingDependencyError as exc:

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from targets.accuracy_gate import _growing, gate_int8, rank_sensitive_nodes
-from targets.onnx import ExportOptions, export_onnx
-from targets.quantize import Int8Options, quantize_qdq
-from targets.tensor_spec import TensorSpec
+from compressor.targets.accuracy_gate import _growing, gate_int8, rank_sensitive_nodes
+from compressor.targets.onnx import ExportOptions, export_onnx
+from compressor.targets.quantize import Int8Options, quantize_qdq
+from compressor.core.tensor_spec import TensorSpec
 
 
 class OutlierNet(nn.Module):
@@ -96,7 +96,7 @@ def test_gate_bisects_to_the_fewest_float_nodes_and_returns_their_artifact():
 def test_node_macs_counts_output_elements_times_the_reduction():
     from onnx import helper, numpy_helper
 
-    from targets.accuracy_gate import node_macs
+    from compressor.targets.accuracy_gate import node_macs
 
     weight = numpy_helper.from_array(np.zeros((8, 4, 3, 3), np.float32), "w")
     conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv")
@@ -114,8 +114,8 @@ def test_float_gain_ranking_finds_the_outlier_reader_and_one_node_restores_the_b
     import onnx
     import onnxruntime as ort
 
-    from targets.accuracy_gate import _output_error, _with_float_node, rank_by_float_gain
-    from targets.quantize import nncf_like_qdq_options
+    from compressor.targets.accuracy_gate import _output_error, _with_float_node, rank_by_float_gain
+    from compressor.targets.quantize import nncf_like_qdq_options
 
     _, fp32, calib, evalset = outlier_model
     build = lambda exclude: quantize_qdq(fp32, tmp_path / f"q{len(exclude)}.onnx", calib,  # noqa: E731
@@ -140,7 +140,7 @@ def test_nncf_like_qdq_quantizes_layer_inputs_only_with_zero_points(outlier_mode
     import onnx
     from onnx import numpy_helper
 
-    from targets.quantize import nncf_like_qdq_options
+    from compressor.targets.quantize import nncf_like_qdq_options
 
     _, fp32, calib, _ = outlier_model
     graph = onnx.load(str(quantize_qdq(fp32, tmp_path / "q.onnx", calib, nncf_like_qdq_options(use_cache=False)))).graph

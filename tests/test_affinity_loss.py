@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compressor.errors import CompressError
-from compressor.losses import FeatureShapeError, PositionReduction, SpatialAffinityLoss, spatial_affinity
-from compressor.losses.affinity import pooled_size
+from compressor.core.errors import CompressError
+from compressor.distill.losses import FeatureShapeError, PositionReduction, SpatialAffinityLoss, spatial_affinity
+from compressor.distill.losses.affinity import pooled_size
 
 GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "affinity_golden.json").read_text())
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from compressor.errors import BundleError
-from targets.bundle import create_bundle, verify_bundle
-from targets.files import sha256_file
-from targets.profile import ProfileOptions
-from targets.table import load_target
+from compressor.core.errors import BundleError
+from compressor.targets.bundle import create_bundle, verify_bundle
+from compressor.core.files import sha256_file
+from compressor.targets.profile import ProfileOptions
+from compressor.targets.table import load_target
 
 QUICK = ProfileOptions(warmup_s=0.05, min_iterations=5, min_duration_s=0.1)
 

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from calibration import CalibrationError, from_callable, from_folder, representative, validate_feeds
-from calibration.cache import cache_path, data_hash
-from targets.tensor_spec import TensorSpec
+from compressor.calibration import CalibrationError, from_callable, from_folder, representative, validate_feeds
+from compressor.calibration.cache import cache_path, data_hash
+from compressor.core.tensor_spec import TensorSpec
 from tests.conftest import assert_one_line_error
 
 IMAGE = TensorSpec.parse("image:Nx3xH=16xW=16:float32:0..1")
@@ -84,7 +84,7 @@ def test_cli_int8_build_and_bad_calibration(cli, exported, tmp_path):
 
 
 def test_calibration_passes_divide_the_feeds_and_stay_small():
-    from targets.quantize import calibration_chunk
+    from compressor.targets.quantize import calibration_chunk
 
     assert calibration_chunk(32) == 32 and calibration_chunk(1024) == 64 and calibration_chunk(100) == 50
     assert calibration_chunk(67) == 1 and calibration_chunk(1) == 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compressor.data.can import CLASSES, CanDataError, attack_from_name, load_capture, load_captures
-from compressor.data.can_stream import (BYTE0, DLC0, ID0, UNK_ID, VOID, CanLogError, detect_format, frame_tokens,
+from compressor.distill.data.can import CLASSES, CanDataError, attack_from_name, load_capture, load_captures
+from compressor.runtime.detect import (BYTE0, DLC0, ID0, UNK_ID, VOID, CanLogError, detect_format, frame_tokens,
                                         parse_lines)
 
 CSV_ROWS = """\

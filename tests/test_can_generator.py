@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compressor.data.can import load_capture
-from compressor.data.can_generator import (ATTACKS, VEHICLE, GeneratorConfig, GeneratorError, frame_seconds,
+from compressor.distill.data.can import load_capture
+from compressor.distill.data.can_generator import (ATTACKS, VEHICLE, GeneratorConfig, GeneratorError, frame_seconds,
                                            generate, write_log)
-from compressor.data.can_stream import read_log
+from compressor.runtime.detect import read_log
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import create_model, list_models
-from models.can_ids import LsfIdmBiLSTM
-from models.complexity import count_macs, count_params, lstm_macs
-from targets.tensor_spec import TensorSpec
+from compressor.models import create_model, list_models
+from compressor.models.can_ids import LsfIdmBiLSTM
+from compressor.models.complexity import count_macs, count_params, lstm_macs
+from compressor.core.tensor_spec import TensorSpec
 
 CAN_MODELS = ["can_bert_tiny", "lsfidm_bilstm"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compressor.data.can import CanDataError, Capture, build_windows, split_targets
-from compressor.data.can_generator import VEHICLE, GeneratorConfig, generate
-from compressor.data.can_stream import (FRAME_TOKENS, PAD, UNK_ID, Frames, frame_tokens, sequence_length,
+from compressor.distill.data.can import CanDataError, Capture, build_windows, split_targets
+from compressor.distill.data.can_generator import VEHICLE, GeneratorConfig, generate
+from compressor.runtime.detect import (FRAME_TOKENS, PAD, UNK_ID, Frames, frame_tokens, sequence_length,
                                         window_tokens)
 
 

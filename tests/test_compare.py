@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from compressor.errors import CompressError
-from targets.compare import Tolerance, compare_outputs
+from compressor.core.errors import CompressError
+from compressor.targets.compare import Tolerance, compare_outputs
 
 
 def test_identical_outputs_pass_with_zero_error():

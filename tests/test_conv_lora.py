@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from models import create_model
-from models.layers import ConvLoRA, apply_conv_lora, merge_conv_lora
-from models.span import dsclora_tiny, span_tiny
+from compressor.models import create_model
+from compressor.models.layers import ConvLoRA, apply_conv_lora, merge_conv_lora
+from compressor.models.span import dsclora_tiny, span_tiny
 
 
 def perturb_lora(model: nn.Module, seed: int = 0) -> None:

@@ -7,11 +7,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from compressor.errors import ExportError, ModelSpecError
-from models.spec import load_model_spec, resolve_input_specs
-from targets.onnx import ExportOptions, export_onnx
-from targets.onnx_io import read_metadata
-from targets.tensor_spec import TensorSpec
+from compressor.core.errors import ExportError, ModelSpecError
+from compressor.models.spec import load_model_spec, resolve_input_specs
+from compressor.targets.onnx import ExportOptions, export_onnx
+from compressor.targets.onnx_io import read_metadata
+from compressor.core.tensor_spec import TensorSpec
 from tests.conftest import MODEL_KINDS
 
 
@@ -73,7 +73,7 @@ def test_user_file_factory_with_example_inputs(tmp_path):
 
 
 def test_package_module_factory_and_bad_specs():
-    assert isinstance(load_model_spec("models.tiny:tiny_convnet").model, torch.nn.Module)
+    assert isinstance(load_model_spec("compressor.models.tiny:tiny_convnet").model, torch.nn.Module)
     with pytest.raises(ModelSpecError, match="cannot import"):
         load_model_spec("no_such_package.mod:build")
     with pytest.raises(ModelSpecError, match="does not exist"):

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from targets.graph_rewrites import split_concat_convs
-from targets.onnx import ExportOptions, export_onnx
-from targets.quantize import Int8Options, quantize_qdq
-from targets.tensor_spec import TensorSpec
+from compressor.targets.graph_rewrites import split_concat_convs
+from compressor.targets.onnx import ExportOptions, export_onnx
+from compressor.targets.quantize import Int8Options, quantize_qdq
+from compressor.core.tensor_spec import TensorSpec
 
 
 class ConcatNet(nn.Module):
@@ -69,7 +69,7 @@ def test_split_gives_each_part_its_own_int8_scale(concat_onnx, tmp_path):
 
 
 def test_layer_ranking_works_on_a_split_model(concat_onnx, tmp_path):
-    from targets.accuracy_gate import rank_sensitive_nodes
+    from compressor.targets.accuracy_gate import rank_sensitive_nodes
 
     rng = np.random.default_rng(2)
     feeds = [{"x": rng.random((1, 3, 16, 16), dtype=np.float32)} for _ in range(4)]

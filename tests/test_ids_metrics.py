@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from compressor.metrics.ids import (MetricInputError, attack_scores, class_scores, confusion_matrix, flat_metrics,
+from compressor.distill.metrics.ids import (MetricInputError, attack_scores, class_scores, confusion_matrix, flat_metrics,
                                     ids_report)
 
 NAMES = ("normal", "dos", "fuzzy", "gear", "rpm")

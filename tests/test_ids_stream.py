@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from compressor.data.can_generator import VEHICLE, GeneratorConfig, csv_lines, generate
-from compressor.data.can_stream import (ID0, UNK_ID, StreamDetector, frame_tokens, id_table, stream_fd, stream_replay,
+from compressor.distill.data.can_generator import VEHICLE, GeneratorConfig, csv_lines, generate
+from compressor.runtime.detect import (ID0, UNK_ID, StreamDetector, frame_tokens, id_table, stream_fd, stream_replay,
                                         window_tokens)
 
 CLASSES = ["normal", "dos", "fuzzy", "gear", "rpm"]

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compressor.distillers.logit_kd import FeaturePair, LogitKDistiller, LogitKDWeights, teacher_outputs
-from compressor.errors import CompressError
-from compressor.losses.kd import FeatureFusionLoss, LogitShapeError, SoftTargetKLLoss
+from compressor.distill.distillers.logit_kd import FeaturePair, LogitKDistiller, LogitKDWeights, teacher_outputs
+from compressor.core.errors import CompressError
+from compressor.distill.losses.kd import FeatureFusionLoss, LogitShapeError, SoftTargetKLLoss
 
 GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "kd_golden.json").read_text())
 

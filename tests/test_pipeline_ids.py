@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from compressor.data.can_generator import GeneratorConfig, generate, write_log
+from compressor.distill.data.can_generator import GeneratorConfig, generate, write_log
 from tests.conftest import assert_one_line_error
 
 TINY = """
@@ -95,7 +95,7 @@ def test_int8_student_is_calibrated_on_training_windows_and_gated(tiny_run):
 
 
 def test_bundle_holds_the_detector_and_verifies(tiny_run):
-    from targets.bundle import verify_bundle
+    from compressor.targets.bundle import verify_bundle
 
     folder = tiny_run / "bundle" / "tiny-ids-student"
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -156,9 +156,9 @@ def test_bad_rows_in_data_fail_with_one_line(cli, tmp_path):
 
 
 def test_skip_malformed_counts_rows(car_hacking_folder, recipe_file, tmp_path):
-    from compressor.recipe import load_recipe
-    from compressor.tasks import TASKS
-    from compressor.tasks.base import RunContext
+    from compressor.distill.recipe import load_recipe
+    from compressor.distill.tasks import TASKS
+    from compressor.distill.tasks.base import RunContext
 
     lines = (car_hacking_folder / "Fuzzy_dataset.csv").read_text().splitlines(keepends=True)
     (tmp_path / "Fuzzy_dataset.csv").write_text("".join(lines[:100] + ["oops\n", "1.0,0316,9,R\n"] + lines[100:]))
@@ -174,7 +174,7 @@ def test_skip_malformed_counts_rows(car_hacking_folder, recipe_file, tmp_path):
 
 
 def test_builtin_recipe_and_its_quick_form():
-    from compressor.recipe import builtin_recipes, load_recipe
+    from compressor.distill.recipe import builtin_recipes, load_recipe
 
     assert "ids-lsfidm" in builtin_recipes()
     full, quick = load_recipe("ids-lsfidm"), load_recipe("ids-lsfidm", quick=True)
@@ -186,8 +186,8 @@ def test_builtin_recipe_and_its_quick_form():
 
 
 def test_bad_ids_settings_name_the_key(tmp_path):
-    from compressor.config import ConfigError
-    from compressor.recipe import load_recipe
+    from compressor.distill.config import ConfigError
+    from compressor.distill.recipe import load_recipe
 
     text = textwrap.dedent(TINY).replace("  gap: 16", "  gap: 16\n  context: bytes")
     (tmp_path / "bad.yaml").write_text(text)

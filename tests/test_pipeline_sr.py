@@ -96,21 +96,21 @@ def test_report_has_every_measured_field(tiny_run):
     assert "| onnxruntime | int8 (qdq) |" in text
     assert "## Engines" in text and "## Precision matrix (student)" in text and "pass (task data)" in text
     assert gate["qat"]["scheme"] == "openvino"
-    from targets.base import Artifact
+    from compressor.targets.base import Artifact
 
     openvino = Artifact.load(next(Path(a["path"]) for a in artifacts if a["target"] == "openvino"))
     assert openvino.options["static_shapes"] is True  # the engine (and its bundle) compile per input shape
 
 
 def test_run_bundle_verifies(tiny_run):
-    from targets.bundle import verify_bundle
+    from compressor.targets.bundle import verify_bundle
 
     archive = tiny_run / "bundle" / "tiny-sr-student.tar.gz"
     assert verify_bundle(archive)["selftest"]["selftest"] is True
 
 
 def test_checkpoints_load_with_weights_only(tiny_run):
-    from models import create_model
+    from compressor.models import create_model
 
     state = torch.load(tiny_run / "checkpoints" / "student.pt", weights_only=True)
     model = create_model("span_tiny")
@@ -118,9 +118,9 @@ def test_checkpoints_load_with_weights_only(tiny_run):
 
 
 def test_training_is_deterministic_for_a_seed(image_folders, tmp_path):
-    from compressor.recipe import load_recipe
-    from compressor.tasks import TASKS
-    from compressor.tasks.base import RunContext
+    from compressor.distill.recipe import load_recipe
+    from compressor.distill.tasks import TASKS
+    from compressor.distill.tasks.base import RunContext
 
     recipe_path = tmp_path / "tiny.yaml"
     recipe_path.write_text(textwrap.dedent(TINY))
@@ -154,8 +154,8 @@ def test_device_profile_merges_into_the_report(tiny_run, cli, tmp_path):
 def test_int8_parity_feeds_are_task_data_batched_like_the_random_ones():
     from types import SimpleNamespace
 
-    from compressor.pipeline import _parity_feeds
-    from targets.tensor_spec import TensorSpec
+    from compressor.distill.pipeline import _parity_feeds
+    from compressor.core.tensor_spec import TensorSpec
 
     samples = [{"image": np.full((1, 3, 4, 4), i, np.float32)} for i in range(6)]
     task = SimpleNamespace(calibration_feeds=lambda count: samples[:count])

@@ -99,7 +99,7 @@ def test_report_has_tracking_metrics_for_every_role(tiny_run):
 def test_bundle_verifies_and_its_tracker_runs_without_the_toolchain(tiny_run, runtime_only_python, tmp_path):
     import tarfile
 
-    from targets.bundle import verify_bundle
+    from compressor.targets.bundle import verify_bundle
 
     archive = tiny_run / "bundle" / "tiny-track-student.tar.gz"
     assert verify_bundle(archive)["selftest"]["selftest"] is True
@@ -123,7 +123,7 @@ def test_bundle_verifies_and_its_tracker_runs_without_the_toolchain(tiny_run, ru
 def test_checkpoints_reload_into_the_registered_models(tiny_run):
     import torch
 
-    from models import create_model
+    from compressor.models import create_model
 
     for role, name in (("teacher", "ortrack_cpu"), ("student", "ortrack_d_cpu")):
         create_model(name, weights=tiny_run / "checkpoints" / f"{role}.pt")

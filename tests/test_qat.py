@@ -9,11 +9,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compressor.qat import QatOptions, activation_ranges, fake_quantized, quantization_aware_finetune
-from targets.graph_rewrites import concat_conv_parts
-from targets.onnx import export_onnx
-from targets.quantize import Int8Options, quantize_qdq
-from targets.tensor_spec import TensorSpec
+from compressor.distill.qat import QatOptions, activation_ranges, fake_quantized, quantization_aware_finetune
+from compressor.targets.graph_rewrites import concat_conv_parts
+from compressor.targets.onnx import export_onnx
+from compressor.targets.quantize import Int8Options, quantize_qdq
+from compressor.core.tensor_spec import TensorSpec
 
 SPEC = TensorSpec.parse("x:Nx3x16x16:float32:0..1")
 
@@ -99,7 +99,7 @@ def test_float_anchor_keeps_the_unquantized_model_near_fp32(setup):
 def _nncf_openvino(onnx_path, feeds, ranges_from=None, **advanced):
     import openvino as ov
 
-    from targets.quantize import quantize_nncf
+    from compressor.targets.quantize import quantize_nncf
 
     model = quantize_nncf(onnx_path, feeds, Int8Options(use_cache=False, extra=advanced, ranges_from=ranges_from))
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
@@ -108,7 +108,7 @@ def _nncf_openvino(onnx_path, feeds, ranges_from=None, **advanced):
 
 def _half_range_layers(onnx_path) -> list[str]:
     """The layers NNCF quantizes with half the weight range on this CPU (none where it has VNNI)."""
-    from targets.quantize import nncf_half_range_weights
+    from compressor.targets.quantize import nncf_half_range_weights
 
     return [name.removesuffix(".weight") for name in nncf_half_range_weights(onnx_path)]
 
@@ -116,7 +116,7 @@ def _half_range_layers(onnx_path) -> list[str]:
 def test_openvino_scheme_simulates_nncf_on_openvino(setup):
     """Asymmetric inputs only, NNCF's ranges, NNCF's weight range: the numbers OpenVINO computes from NNCF's
     model (bias correction off: it changes biases, which training leaves to NNCF)."""
-    from targets.quantize import first_conv_weights
+    from compressor.targets.quantize import first_conv_weights
 
     _, model, onnx_path, groups, feeds, x = setup
     assert first_conv_weights(onnx_path) == ["head.weight"]
@@ -164,7 +164,7 @@ def test_openvino_scheme_finetuning_lowers_nncf_int8_error(setup):
 def test_nncf_deploys_the_ranges_qat_trained_for(setup):
     """QAT keeps the ranges fixed (NNCF's for the FP32 model) while the weights adapt: NNCF given those ranges
     (``ranges_from`` the FP32 model) computes exactly the simulated model; its own re-estimate does not."""
-    from targets.quantize import activation_ranges_nncf
+    from compressor.targets.quantize import activation_ranges_nncf
 
     folder, model, onnx_path, groups, feeds, x = setup
     half = _half_range_layers(onnx_path)
@@ -189,8 +189,8 @@ def test_nncf_deploys_the_ranges_qat_trained_for(setup):
 def test_qdq_deploys_the_ranges_qat_trained_for(setup):
     """The same for the Q/DQ exporter: ONNX Runtime quantizes the fine-tuned model with the FP32 model's
     calibrated ranges (the ones the ``qdq`` scheme trained with)."""
-    from compressor.qat import ranges_from_exporter
-    from targets.quantize import qdq_layer_scales
+    from compressor.distill.qat import ranges_from_exporter
+    from compressor.targets.quantize import qdq_layer_scales
 
     folder, model, onnx_path, groups, feeds, x = setup
     tuned, _ = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=150, lr=3e-3, batch=4),
@@ -210,8 +210,8 @@ def test_qdq_deploys_the_ranges_qat_trained_for(setup):
 
 
 def test_ranges_naming_no_quantizer_are_refused(setup):
-    from compressor.errors import BuildError
-    from targets.quantize import set_activation_ranges
+    from compressor.core.errors import BuildError
+    from compressor.targets.quantize import set_activation_ranges
 
     _, _, onnx_path, _, feeds, _ = setup
     quantized, _ = _nncf_openvino(onnx_path, feeds)
@@ -221,7 +221,7 @@ def test_ranges_naming_no_quantizer_are_refused(setup):
 
 def test_trained_ranges_with_every_layer_kept_in_float_quantize_nothing(setup):
     """The gate may keep every layer in float: the trained ranges then have no quantizer to go to."""
-    from targets.quantize import activation_ranges_nncf, quantizable_nodes, quantize_nncf
+    from compressor.targets.quantize import activation_ranges_nncf, quantizable_nodes, quantize_nncf
 
     _, _, onnx_path, _, feeds, x = setup
     model = quantize_nncf(onnx_path, feeds, Int8Options(use_cache=False, ranges_from=str(onnx_path),

@@ -3,8 +3,8 @@ import textwrap
 
 import pytest
 
-from compressor.config import ConfigError
-from compressor.recipe import builtin_recipes, load_recipe
+from compressor.distill.config import ConfigError
+from compressor.distill.recipe import builtin_recipes, load_recipe
 from tests.conftest import assert_one_line_error
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from compressor.errors import CompressError, ModelSpecError
-from models import create_model, list_models
-from models.layers import Conv3XC
-from models.span import SPAN, span_28, span_48, span_tiny
+from compressor.core.errors import CompressError, ModelSpecError
+from compressor.models import create_model, list_models
+from compressor.models.layers import Conv3XC
+from compressor.models.span import SPAN, span_28, span_48, span_tiny
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "span"
 PRESETS = {"span_tiny": 130_828, "span_28": 150_688, "span_48": 426_288}
@@ -40,7 +40,7 @@ def test_fused_state_dict_uses_published_layout():
 
 
 def test_model_declares_input_and_output():
-    from targets.tensor_spec import TensorSpec
+    from compressor.core.tensor_spec import TensorSpec
 
     model = span_28()
     spec = TensorSpec.parse(model.input_specs[0])

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from compressor.data import (SKIMAGE_TRAIN, SKIMAGE_VAL, DatasetError, ImageFolderSRDataset, SkimageSRDataset,
+from compressor.distill.data import (SKIMAGE_TRAIN, SKIMAGE_VAL, DatasetError, ImageFolderSRDataset, SkimageSRDataset,
                              SRPair, bicubic_downscale)
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 
 
 @pytest.fixture()

@@ -8,8 +8,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from compressor.errors import CompressError
-from compressor.metrics import psnr_rgb, psnr_y, quantize, rgb_to_y, ssim_gray, ssim_y, to_hwc
+from compressor.core.errors import CompressError
+from compressor.distill.metrics import psnr_rgb, psnr_y, quantize, rgb_to_y, ssim_gray, ssim_y, to_hwc
 
 
 @pytest.fixture()

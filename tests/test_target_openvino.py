@@ -1,6 +1,6 @@
 import pytest
 
-from targets.table import load_target
+from compressor.targets.table import load_target
 from tests.target_contract import TargetContract, built  # noqa: F401  (fixture)
 
 
@@ -37,14 +37,14 @@ class TestOpenVinoBF16(TargetContract):
 
     @pytest.fixture(autouse=True)
     def _needs_bf16(self):
-        from targets.openvino import cpu_supports_bf16
+        from compressor.targets.openvino import cpu_supports_bf16
 
         if not cpu_supports_bf16():
             pytest.skip("this CPU has no bf16 support in OpenVINO")
 
 
 def test_int8_without_calibration_is_refused(exported, tmp_path):
-    from compressor.errors import UnsupportedPrecisionError
+    from compressor.core.errors import UnsupportedPrecisionError
 
     with pytest.raises(UnsupportedPrecisionError, match="needs calibration data"):
         load_target("openvino").build(exported["tiny_convnet"].path, precision="int8", out_dir=tmp_path)
@@ -57,7 +57,7 @@ def test_nncf_keeps_exactly_the_named_layers_in_float(exported):
     import numpy as np
     import onnx
 
-    from targets.quantize import Int8Options, quantize_nncf
+    from compressor.targets.quantize import Int8Options, quantize_nncf
 
     path = exported["tiny_convnet"].path
     convs = [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
@@ -80,7 +80,7 @@ def test_static_shapes_compile_per_shape_and_match_the_dynamic_model(exported, t
     same outputs as the dynamic-shape model."""
     import numpy as np
 
-    import targets.bundle_runtime as runtime
+    import compressor.runtime.run as runtime
 
     monkeypatch.setattr(runtime, "STATIC_SHAPE_CACHE", 2)
     dynamic = load_target("openvino").build(exported["tiny_convnet"].path, precision="fp32", out_dir=tmp_path,
@@ -109,9 +109,9 @@ def test_int8_float_layers_in_bf16(exported, tmp_path):
     import numpy as np
     import onnx
 
-    from compressor.errors import BuildError
-    from targets.openvino import cpu_supports_bf16
-    from targets.quantize import Int8Options
+    from compressor.core.errors import BuildError
+    from compressor.targets.openvino import cpu_supports_bf16
+    from compressor.targets.quantize import Int8Options
 
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no bf16 support in OpenVINO")

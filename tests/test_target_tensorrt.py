@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from compressor.errors import UnsupportedPrecisionError
-from targets.tensor_spec import TensorSpec
-from targets.tensorrt_plan import make_plan, make_profiles, parse_version
+from compressor.core.errors import UnsupportedPrecisionError
+from compressor.core.tensor_spec import TensorSpec
+from compressor.targets.tensorrt_plan import make_plan, make_profiles, parse_version
 from tests.target_contract import TargetContract, built  # noqa: F401  (fixture)
 
 SPECS = [TensorSpec.parse("image:Nx3xH=64xW=48:float32:0..1")]
@@ -62,9 +62,9 @@ def test_profiles_cover_batch_and_spatial_ranges():
 
 
 def test_jetson_bundle_holds_onnx_and_device_steps(exported, tmp_path, cli):
-    from targets.bundle import verify_bundle
-    from targets.inputs import random_feeds
-    from targets.jetson import create_jetson_bundle
+    from compressor.targets.bundle import verify_bundle
+    from compressor.core.feeds import random_feeds
+    from compressor.targets.jetson import create_jetson_bundle
 
     onnx = exported["tiny_convnet"]
     bundle = create_jetson_bundle(onnx, tmp_path, precision="fp16")
@@ -87,7 +87,7 @@ def test_trtexec_times_become_a_compress_profile(exported, tmp_path):
     import importlib.util
     import shutil
 
-    from targets.jetson import create_jetson_bundle
+    from compressor.targets.jetson import create_jetson_bundle
 
     bundle = create_jetson_bundle(exported["tiny_convnet"], tmp_path, precision="fp16")
     spec = importlib.util.spec_from_file_location("jetson_step", bundle.folder / "jetson.py")

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from compressor.errors import InputSpecError
-from targets.tensor_spec import TensorSpec, parse_specs
+from compressor.core.errors import InputSpecError
+from compressor.core.tensor_spec import TensorSpec, parse_specs
 
 
 def test_parse_full_form_round_trips():

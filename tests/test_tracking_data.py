@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compressor.data.tracking import SequenceFormatError, load_sequence, load_sequences
+from compressor.distill.data.tracking import SequenceFormatError, load_sequence, load_sequences
 from tests.conftest import assert_one_line_error
 
 
@@ -103,7 +103,7 @@ def test_cli_run_reports_malformed_ground_truth_in_one_line(cli, tmp_path):
 
 
 def test_builtin_aerial_sequences_are_exact_and_occluded():
-    from compressor.data.aerial import AerialConfig, aerial_sequence
+    from compressor.distill.data.aerial import AerialConfig, aerial_sequence
 
     config = AerialConfig(length=50)
     seqs = [aerial_sequence(i, "val", config) for i in range(4)]
@@ -122,8 +122,8 @@ def test_builtin_aerial_sequences_are_exact_and_occluded():
 
 
 def test_pair_sampler_geometry():
-    from compressor.data.pairs import PairConfig, PairSampler
-    from compressor.data.tracking import TrackingSequence
+    from compressor.distill.data.pairs import PairConfig, PairSampler
+    from compressor.distill.data.tracking import TrackingSequence
 
     frames = np.zeros((6, 120, 160, 3), np.uint8)
     boxes = np.array([[40 + 5 * i, 30 + 2 * i, 20, 16] for i in range(6)], np.float64)
@@ -145,7 +145,7 @@ def test_pair_sampler_geometry():
 
 
 def test_builtin_sequences_cached_on_disk_read_back_exactly(tmp_path):
-    from compressor.data.aerial import AerialConfig, aerial_sequences
+    from compressor.distill.data.aerial import AerialConfig, aerial_sequences
 
     config = AerialConfig(width=64, height=48, length=6, target_side=(8, 10))
     memory = aerial_sequences("train", count=2, length=6, seed=3, config=config)

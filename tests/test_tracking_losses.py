@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from compressor.distillers.afkd import AFKDDistiller, AFKDLoss, AFKDWeights
-from compressor.losses.orr import CoxBlockMasking, OrrLoss
-from compressor.losses.tracking import (TrackingLoss, center_heatmap, cxcywh_to_xyxy, decode_boxes, focal_loss,
+from compressor.distill.distillers.afkd import AFKDDistiller, AFKDLoss, AFKDWeights
+from compressor.distill.losses.orr import CoxBlockMasking, OrrLoss
+from compressor.distill.losses.tracking import (TrackingLoss, center_heatmap, cxcywh_to_xyxy, decode_boxes, focal_loss,
                                         generalized_iou, xywh_to_xyxy)
 
 GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "tracking_golden.json").read_text())
@@ -110,7 +110,7 @@ class _Objective:
     """Task loss 0 (so only AFKD can move the student), GIoU varying per sample, no ORR."""
 
     def task(self, model, template, search, boxes):
-        from compressor.tasks.tracking_train import TaskResult
+        from compressor.distill.tasks.tracking_train import TaskResult
 
         tokens = model(template, search)
         return TaskResult(tokens.sum() * 0, {}, torch.tensor([0.9, 0.1]), tokens)
@@ -133,9 +133,9 @@ def test_afkd_student_receives_nonzero_gradient():
 
 def test_afkd_gradient_reaches_a_real_tracker_student():
     """Tracking losses weighted 0 and ORR off: every gradient the student gets comes from AFKD."""
-    from compressor.losses.tracking import TrackingLossWeights
-    from compressor.tasks.tracking_train import make_objective
-    from models import create_model
+    from compressor.distill.losses.tracking import TrackingLossWeights
+    from compressor.distill.tasks.tracking_train import make_objective
+    from compressor.models import create_model
 
     torch.manual_seed(0)
     student, teacher = create_model("ortrack_d_cpu").train(), create_model("ortrack_cpu")

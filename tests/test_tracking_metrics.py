@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from compressor.metrics.tracking import (TrackingMetricError, center_error, evaluate_sequence, frame_metrics, iou,
+from compressor.distill.metrics.tracking import (TrackingMetricError, center_error, evaluate_sequence, frame_metrics, iou,
                                          success_curve, summarize)
 
 

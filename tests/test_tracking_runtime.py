@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.tracking_runtime import (Tracker, TrackerConfig, clip_box, crop_resize, decode, hann2d, map_back,
+from compressor.runtime.tracker import (Tracker, TrackerConfig, clip_box, crop_resize, decode, hann2d, map_back,
                                      track_sequence)
 
 
 def test_runtime_imports_only_numpy_and_the_standard_library():
-    source = Path(__file__).resolve().parents[1] / "models" / "tracking_runtime.py"
+    source = Path(__file__).resolve().parents[1] / "compressor" / "runtime" / "tracker.py"
     tree = ast.parse(source.read_text())
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}

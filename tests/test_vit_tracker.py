@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import create_model, list_models
-from models.complexity import count_params
+from compressor.models import create_model, list_models
+from compressor.models.complexity import count_params
 
 PRESETS = ["ortrack_cpu", "ortrack_d", "ortrack_d_cpu", "ortrack_deit_tiny"]
 
@@ -54,8 +54,8 @@ def test_backward_reaches_every_parameter():
 
 @pytest.fixture(scope="module")
 def exported_tracker(tmp_path_factory):
-    from targets.onnx import ExportOptions, export_onnx
-    from targets.tensor_spec import parse_specs
+    from compressor.targets.onnx import ExportOptions, export_onnx
+    from compressor.core.tensor_spec import parse_specs
 
     torch.manual_seed(0)
     model = create_model("ortrack_d_cpu").set_exportable(True).eval()
@@ -78,10 +78,10 @@ def test_export_has_two_inputs_three_outputs(exported_tracker):
 
 @pytest.mark.parametrize("target", ["onnxruntime", "openvino"])
 def test_engines_match_pytorch_at_batch_1_and_2(exported_tracker, target):
-    from targets.compare import Tolerance, compare_runners
-    from targets.inputs import random_feeds
-    from targets.table import load_target, open_runner
-    from targets.torch_runner import TorchRunner
+    from compressor.targets.compare import Tolerance, compare_runners
+    from compressor.core.feeds import random_feeds
+    from compressor.targets.table import load_target, open_runner
+    from compressor.targets.torch_runner import TorchRunner
 
     model, artifact, folder = exported_tracker
     built = load_target(target).build(artifact.path, precision="fp32", out_dir=folder, name=f"tracker_{target}")

@@ -13,7 +13,7 @@ import click
 # Read once when torch loads its OpenMP runtime, so it is set here, before any command imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 
 COMMANDS = {
     "run": ("compressor.cli.run_cmd", "run", "Run a recipe: distil, export, build, verify, profile, report, bundle."),
@@ -46,7 +46,7 @@ class LazyGroup(click.Group):
     def resolve_command(self, ctx, args):
         name = args[0] if args else ""
         if name and name not in COMMANDS and not name.startswith("-"):
-            from compressor.errors import did_you_mean
+            from compressor.core.errors import did_you_mean
 
             ctx.fail(f"no command '{name}'{did_you_mean(name, COMMANDS)}")
         return super().resolve_command(ctx, args)

@@ -10,8 +10,8 @@ def load_calibration(source: str, onnx_path: str, samples: int):
     """Calibration feeds from a folder (.npy/.npz/images) or a ``module:function`` / ``file.py:function``."""
     from pathlib import Path
 
-    from calibration import from_callable, from_folder, representative
-    from targets.onnx_io import read_specs
+    from compressor.calibration import from_callable, from_folder, representative
+    from compressor.targets.onnx_io import read_specs
 
     specs, _ = read_specs(onnx_path)
     if Path(source).is_dir():
@@ -19,7 +19,7 @@ def load_calibration(source: str, onnx_path: str, samples: int):
     elif ":" in source:
         feeds = from_callable(source, specs)
     else:
-        from calibration import CalibrationError
+        from compressor.calibration import CalibrationError
 
         raise CalibrationError(f"calibration source '{source}' is neither a folder nor module:function")
     return representative(feeds, samples)
@@ -50,11 +50,11 @@ def build(model, target, precision, out_dir, name, provider, calibration, calibr
     """Build MODEL (an .onnx file) for --target at --precision; writes the artifact and its sidecar JSON."""
     from pathlib import Path
 
-    from compressor.errors import BuildError
-    from targets.files import ensure_writable_dir
-    from targets.onnx_io import load_onnx
-    from targets.quantize import Int8Options
-    from targets.table import load_target
+    from compressor.core.errors import BuildError
+    from compressor.core.files import ensure_writable_dir
+    from compressor.targets.onnx_io import load_onnx
+    from compressor.targets.quantize import Int8Options
+    from compressor.targets.table import load_target
 
     builder = load_target(target)
     builder.check_precision(precision)

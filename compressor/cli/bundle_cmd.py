@@ -38,17 +38,17 @@ def create(artifact, out_dir, name, profile_json, duration_s, jetson, precision,
     import json
     from pathlib import Path
 
-    from compressor.errors import ArtifactError
-    from targets.base import Artifact
-    from targets.bundle import create_bundle
-    from targets.files import ensure_writable_dir
-    from targets.profile import ProfileOptions
+    from compressor.core.errors import ArtifactError
+    from compressor.targets.base import Artifact
+    from compressor.targets.bundle import create_bundle
+    from compressor.core.files import ensure_writable_dir
+    from compressor.targets.profile import ProfileOptions
 
     loaded = Artifact.load(artifact)
     folder = ensure_writable_dir(out_dir)
     if jetson:
         from compressor.cli.build_cmd import load_calibration
-        from targets.jetson import create_jetson_bundle
+        from compressor.targets.jetson import create_jetson_bundle
 
         if loaded.target != "onnx":
             raise ArtifactError("--jetson takes the exported ONNX (from 'compress export'), not a built engine")
@@ -74,7 +74,7 @@ def create(artifact, out_dir, name, profile_json, duration_s, jetson, precision,
 @json_option
 def verify(bundle_path, no_selftest, as_json) -> None:
     """Check every checksum of BUNDLE (folder or .tar.gz), refuse unsafe archives, run its self-test."""
-    from targets.bundle import verify_bundle
+    from compressor.targets.bundle import verify_bundle
 
     report = verify_bundle(bundle_path, run_selftest=not no_selftest)
     selftest = report.get("selftest")

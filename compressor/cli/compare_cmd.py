@@ -23,17 +23,17 @@ def reference_runner(reference: str, artifact, model_args: dict):
     """A runner for REFERENCE: an .onnx file (ONNX Runtime, CPU) or a MODEL_SPEC (PyTorch)."""
     from pathlib import Path
 
-    from targets.backend_runner import BackendRunner
-    from targets.base import Artifact
-    from targets.onnx_io import graph_specs, load_onnx
+    from compressor.targets.backend_runner import BackendRunner
+    from compressor.targets.base import Artifact
+    from compressor.targets.onnx_io import graph_specs, load_onnx
 
     if reference.endswith(".onnx"):
         inputs, outputs = graph_specs(load_onnx(reference))
         ref = Artifact("onnxruntime", "fp32", Path(reference).resolve(), (Path(reference).name,), tuple(inputs),
                        tuple(outputs), options={"provider": "CPUExecutionProvider"})
         return BackendRunner(ref)
-    from models.spec import load_model_spec
-    from targets.torch_runner import TorchRunner
+    from compressor.models.spec import load_model_spec
+    from compressor.targets.torch_runner import TorchRunner
 
     loaded = load_model_spec(reference, **model_args)
     names = loaded.output_names or [o.name for o in artifact.outputs]
@@ -54,10 +54,10 @@ def reference_runner(reference: str, artifact, model_args: dict):
 def compare(reference, artifact, inputs_file, count, batch_text, atol, rtol, seed, model_args, as_json) -> None:
     """Compare ARTIFACT with REFERENCE (a MODEL_SPEC or an FP32 .onnx); exit 1 when parity fails."""
     from compressor.cli.export_cmd import parse_model_args
-    from targets.base import Artifact
-    from targets.compare import Tolerance, compare_runners
-    from targets.inputs import load_npz_feeds, random_feeds
-    from targets.table import open_runner
+    from compressor.targets.base import Artifact
+    from compressor.targets.compare import Tolerance, compare_runners
+    from compressor.core.feeds import load_npz_feeds, random_feeds
+    from compressor.targets.table import open_runner
 
     candidate = Artifact.load(artifact)
     tolerance = Tolerance.for_precision(candidate.precision, atol, rtol)

@@ -12,7 +12,7 @@ def parse_model_args(pairs: tuple[str, ...]) -> dict[str, object]:
     """``KEY=VALUE`` pairs for the model factory; values are read as YAML scalars (numbers, booleans, text)."""
     import yaml
 
-    from compressor.errors import ModelSpecError
+    from compressor.core.errors import ModelSpecError
 
     kwargs: dict[str, object] = {}
     for pair in pairs:
@@ -50,9 +50,9 @@ def export(model_spec, inputs, out_dir, name, model_args, output_names, opset, e
     """
     from pathlib import Path
 
-    from models.spec import load_model_spec, resolve_input_specs
-    from targets.files import ensure_writable_dir
-    from targets.onnx import ExportOptions, export_onnx
+    from compressor.models.spec import load_model_spec, resolve_input_specs
+    from compressor.core.files import ensure_writable_dir
+    from compressor.targets.onnx import ExportOptions, export_onnx
 
     folder = ensure_writable_dir(out_dir)
     loaded = load_model_spec(model_spec, **parse_model_args(model_args))

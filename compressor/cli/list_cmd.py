@@ -15,16 +15,16 @@ def list_cmd(kind: str | None, as_json: bool) -> None:
     """List build targets (with their precisions), built-in recipes and registered models."""
     data: dict[str, object] = {}
     if kind in (None, "targets"):
-        from targets.table import TARGETS
+        from compressor.targets.table import TARGETS
 
         data["targets"] = [{"name": t.name, "precisions": list(t.precisions), "suffix": t.suffix,
                             "available": t.available, "description": t.description} for t in TARGETS.values()]
     if kind in (None, "recipes"):
-        from compressor.recipe import builtin_recipes
+        from compressor.distill.recipe import builtin_recipes
 
         data["recipes"] = builtin_recipes()
     if kind in (None, "models"):
-        from models import list_models
+        from compressor.models import list_models
 
         data["models"] = list_models()
     lines = []

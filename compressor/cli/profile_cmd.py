@@ -20,10 +20,10 @@ from compressor.cli.options import artifact_argument, emit, json_option, threads
 @json_option
 def profile(artifact, batch, threads, warmup_s, iterations, duration_s, save, as_json) -> None:
     """Profile ARTIFACT: warm-up by time, then at least --iterations AND --duration seconds."""
-    from targets.base import Artifact
-    from targets.files import write_json
-    from targets.profile import ProfileOptions, profile_runner
-    from targets.table import open_runner
+    from compressor.targets.base import Artifact
+    from compressor.core.files import write_json
+    from compressor.targets.profile import ProfileOptions, profile_runner
+    from compressor.targets.table import open_runner
 
     loaded = Artifact.load(artifact)
     options = ProfileOptions(batch=batch, threads=threads, warmup_s=warmup_s, min_iterations=iterations,

@@ -16,7 +16,7 @@ def report(run_dir, profiles, device_name, as_json) -> None:
     """Show RUN_DIR's report; with --device-profile, add device-measured latency and rewrite report.json/.md."""
     from pathlib import Path
 
-    from targets.report import merge_device_profile, read_report, write_report
+    from compressor.targets.report import merge_device_profile, read_report, write_report
 
     folder = Path(run_dir)
     data = read_report(folder)

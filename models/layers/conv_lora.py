@@ -85,7 +85,7 @@ def apply_conv_lora(model: nn.Module, *, rank: int, alpha: float,
     Works in place and returns the wrapped paths. Convs already inside a ConvLoRA are skipped;
     a pattern that matches no conv raises ``ValueError`` (a misspelt target is never silent).
 
-    >>> from models.span import span_tiny
+    >>> from compressor.models.span import span_tiny
     >>> apply_conv_lora(span_tiny(), rank=8, alpha=16.0, target="upsampler.0")
     ['upsampler.0']
     """

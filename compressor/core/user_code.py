@@ -1,0 +1,85 @@
+"""Load the user's code: ``path/to/file.py:function`` or ``package.module:function``.
+
+A file is imported the way Python runs a script: its folder goes first on ``sys.path``, so the user's own
+sibling packages (a ``models/`` or ``models.py`` of theirs) import as they would in their project. A dotted
+module is imported with the working directory on ``sys.path``, as ``python -m`` would.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+from compressor.core.errors import CompressError
+
+
+def is_user_spec(text: str) -> bool:
+    """Whether ``text`` names user code (``target:attr``) rather than a registered name."""
+    target, sep, attr = text.rpartition(":")
+    return bool(sep)
+
+
+def _put_first_on_path(folder: Path) -> None:
+    entry = str(folder)
+    if entry in sys.path:
+        sys.path.remove(entry)
+    sys.path.insert(0, entry)
+
+
+def load_file(path_text: str | os.PathLike, *, error: type[CompressError] = CompressError,
+              what: str = "file") -> ModuleType:
+    """Import a ``.py`` file as a module, with its folder first on ``sys.path``; one-line ``error`` otherwise."""
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise error(f"{what} {path} does not exist")
+    path = path.resolve()
+    _put_first_on_path(path.parent)
+    name = f"_compress_user_{path.stem}_{abs(hash(str(path))) % 10**8}"
+    if name in sys.modules:
+        return sys.modules[name]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise error(f"{what} {path} is not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # user code can raise anything
+        del sys.modules[name]
+        raise error(f"importing {path} raised {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def import_dotted(name: str, *, error: type[CompressError] = CompressError) -> ModuleType:
+    """Import ``package.module`` with the working directory on ``sys.path``; one-line ``error`` otherwise."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise error(f"cannot import module '{name}': {exc}") from None
+    except Exception as exc:  # user code can raise anything
+        raise error(f"importing module '{name}' raised {type(exc).__name__}: {exc}") from None
+
+
+def load_callable(spec: str, *, error: type[CompressError] = CompressError,
+                  what: str = "callable") -> Callable[..., Any]:
+    """Resolve ``file.py:function`` or ``package.module:function`` to the callable it names.
+
+    >>> load_callable("os.path:join")("a", "b")
+    'a/b'
+    """
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr:
+        raise error(f"{what} '{spec}' must be file.py:function or package.module:function")
+    is_file = target.endswith(".py") or "/" in target or os.sep in target
+    module = load_file(target, error=error, what="file") if is_file else import_dotted(target, error=error)
+    function = getattr(module, attr, None)
+    if not callable(function):
+        raise error(f"'{target}' has no callable '{attr}'")
+    return function

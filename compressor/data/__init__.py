@@ -1,6 +1,0 @@
-"""Training data. ``compressor.data.sr``: super-resolution pairs from image folders or scikit-image."""
-from compressor.data.sr import (SKIMAGE_TRAIN, SKIMAGE_VAL, DatasetError, ImageFolderSRDataset, SkimageSRDataset,
-                                SRPair, bicubic_downscale)
-
-__all__ = ["SKIMAGE_TRAIN", "SKIMAGE_VAL", "DatasetError", "ImageFolderSRDataset", "SkimageSRDataset", "SRPair",
-           "bicubic_downscale"]

@@ -1,0 +1,111 @@
+"""Typed configuration from plain mappings (YAML): frozen dataclasses, validated with one-line errors.
+
+Unknown keys get "did you mean", wrong types name the key path and the expected type.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Mapping
+
+from compressor.core.errors import CompressError, did_you_mean
+
+
+class ConfigError(CompressError):
+    """A recipe or configuration value that is unknown, missing or of the wrong type."""
+
+
+def from_mapping(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, checking every key and type.
+
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Train:
+    ...     iterations: int = 100
+    >>> from_mapping(Train, {"iterations": 5}).iterations
+    5
+    """
+    where = path or "recipe"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {_type_name(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f"{_join(path, key)}: unknown key{did_you_mean(str(key), fields)}; "
+                              f"known keys: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, field in fields.items():
+        if name in data:
+            values[name] = _convert(hints[name], data[name], _join(path, name))
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{_join(path, name)}: missing required key")
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        problems = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(arg, value, path)
+            except ConfigError as exc:
+                problems.append(str(exc))
+        raise ConfigError(problems[0] if len(problems) == 1 else f"{path}: {value!r} fits none of {_hint_name(hint)}")
+    if dataclasses.is_dataclass(hint):
+        return from_mapping(hint, value, path)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {_type_name(value)}")
+        item = args[0] if args else Any
+        return tuple(_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, Mapping) or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {_type_name(value)}")
+        item = args[1] if len(args) == 2 else Any
+        return {str(k): _convert(item, v, f"{path}.{k}") for k, v in value.items()}
+    if typing.get_origin(hint) is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: '{value}' is not one of {', '.join(map(str, args))}"
+                              f"{did_you_mean(str(value), map(str, args))}")
+        return value
+    return _scalar(hint, value, path)
+
+
+def _scalar(hint: type, value: Any, path: str) -> Any:
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint in (str, bool) and isinstance(value, hint):
+        return value
+    raise ConfigError(f"{path}: expected {_hint_name(hint)}, got {_type_name(value)} {value!r}")
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def _hint_name(hint: Any) -> str:
+    return {int: "an integer", float: "a number", str: "text", bool: "a boolean"}.get(hint, str(hint))
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` merged in recursively (mappings merge, everything else replaces)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

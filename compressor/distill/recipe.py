@@ -1,0 +1,157 @@
+"""Recipes: YAML files naming a task, its models and stages, and how to deploy; validated with clear errors."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from compressor.distill.config import ConfigError, deep_merge, from_mapping
+from compressor.core.errors import did_you_mean
+
+COMMON_KEYS = ("name", "task", "description", "seed", "deploy", "quick")
+
+
+@dataclass(frozen=True)
+class TargetChoice:
+    target: str
+    precision: str = "fp32"
+    quantizer: str = "qdq"  # int8 on openvino: the shared Q/DQ ONNX, or NNCF's own quantization
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """What to build, check, profile and bundle. ``targets`` are built for the student; teacher and
+    baseline get ``reference_target`` (for their metric and the latency ratio)."""
+
+    targets: tuple[TargetChoice, ...] = (TargetChoice("onnxruntime"), TargetChoice("openvino"),
+                                         TargetChoice("openvino", "fp16"))
+    reference_target: TargetChoice = field(default_factory=lambda: TargetChoice("onnxruntime"))
+    compare_batches: tuple[int, ...] = (1, 2)
+    compare_count: int = 2
+    profile_seconds: float = 2.0
+    profile_iterations: int = 20
+    profile_threads: int | None = None
+    bundle: bool = True
+    int8_budget: float = 0.1  # headline-metric drop allowed for INT8 before layers are kept in float
+    calibration_samples: int = 32
+    calibration_method: str = "minmax"
+    qat_iterations: int = 0   # > 0: quantization-aware fine-tuning (self-distillation) before INT8
+    qat_lr: float = 1e-4
+    qat_batch: int = 4
+    qat_float_anchor: float = 1.0  # weight of keeping the un-quantized student at FP32 (0: QAT may drift)
+    qat_scheme: str = "qdq"  # fake quantization mirrors "qdq" (ONNX Runtime's Q/DQ) or "openvino" (NNCF's)
+    static_shapes: bool = False  # OpenVINO compiles per input shape (fixed-size inputs run faster)
+    int8_float_layers: str = "fp32"  # OpenVINO INT8: precision of the layers left out of INT8 ("fp32" or "bf16")
+
+    def target_options(self, choice: TargetChoice) -> dict | None:
+        """Build options of ``choice``'s target that follow from this config (OpenVINO: quantizer, shapes,
+        the precision of an INT8 artifact's float layers)."""
+        if choice.target != "openvino":
+            return None
+        options = {"quantizer": choice.quantizer, **({"static_shapes": True} if self.static_shapes else {})}
+        if choice.precision == "int8" and self.int8_float_layers != "fp32":
+            options["float_layers"] = self.int8_float_layers
+        return options
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe: common keys plus the task's own ``settings``."""
+
+    name: str
+    task: str
+    settings: Any
+    description: str = ""
+    seed: int = 0
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    source: str = ""
+
+
+def builtin_recipes() -> dict[str, str]:
+    """``{name: description}`` of the recipes that ship with the package."""
+    import yaml
+
+    found = {}
+    for entry in sorted(resources.files("compressor.distill.recipes").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            data = yaml.safe_load(entry.read_text()) or {}
+            found[entry.name[:-5]] = str(data.get("description", "")).strip().splitlines()[0:1]
+    return {name: (desc[0] if desc else "") for name, desc in found.items()}
+
+
+def _read(name_or_path: str) -> tuple[dict, str]:
+    import yaml
+
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        if not path.is_file():
+            raise ConfigError(f"recipe file not found: {path}")
+        text, source = path.read_text(), str(path)
+    else:
+        names = builtin_recipes()
+        if name_or_path not in names:
+            raise ConfigError(f"unknown recipe '{name_or_path}'{did_you_mean(name_or_path, names)}; "
+                              f"built-in: {', '.join(names)} (or pass a .yaml path)")
+        text = resources.files("compressor.distill.recipes").joinpath(f"{name_or_path}.yaml").read_text()
+        source = f"builtin:{name_or_path}"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"recipe {source} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {source} must be a mapping of keys, got {type(data).__name__}")
+    return data, source
+
+
+def load_recipe(name_or_path: str, *, quick: bool = False) -> Recipe:
+    """Read, merge ``quick:`` overrides when asked, and validate a recipe (built-in name or YAML path)."""
+    from compressor.distill.tasks import TASKS
+
+    data, source = _read(name_or_path)
+    quick_overrides = data.pop("quick", None) or {}
+    if not isinstance(quick_overrides, dict):
+        raise ConfigError("quick: expected a mapping of overrides")
+    if quick:
+        data = deep_merge(data, quick_overrides)
+    for key in ("name", "task"):
+        if key not in data:
+            raise ConfigError(f"{key}: missing required key in recipe {source}")
+    task_cls = TASKS.get(str(data["task"]))
+    common = {k: data[k] for k in COMMON_KEYS if k in data and k != "quick"}
+    rest = {k: v for k, v in data.items() if k not in COMMON_KEYS}
+    recipe = from_mapping(Recipe, {**common, "settings": {}})  # types of the common keys
+    settings = from_mapping(task_cls.settings_cls, rest)
+    _check_targets(recipe.deploy)
+    return Recipe(recipe.name, recipe.task, settings, recipe.description, recipe.seed, recipe.deploy, source)
+
+
+def _check_targets(deploy: DeployConfig) -> None:
+    from compressor.targets.table import target_info
+
+    for i, choice in enumerate((*deploy.targets, deploy.reference_target)):
+        info = target_info(choice.target)
+        if choice.precision not in info.precisions:
+            raise ConfigError(f"deploy.targets[{i}]: target '{choice.target}' does not support precision "
+                              f"'{choice.precision}'; it supports: {', '.join(info.precisions)}")
+    if not deploy.targets:
+        raise ConfigError("deploy.targets: list at least one target")
+    from compressor.targets.quantize import METHODS
+
+    if deploy.calibration_method not in METHODS:
+        raise ConfigError(f"deploy.calibration_method: '{deploy.calibration_method}' is not one of "
+                          f"{', '.join(METHODS)}{did_you_mean(deploy.calibration_method, METHODS)}")
+    from compressor.distill.qat import SCHEMES
+
+    if deploy.qat_scheme not in SCHEMES:
+        raise ConfigError(f"deploy.qat_scheme: '{deploy.qat_scheme}' is not one of {', '.join(SCHEMES)}"
+                          f"{did_you_mean(deploy.qat_scheme, SCHEMES)}")
+    from compressor.targets.openvino import FLOAT_LAYERS
+
+    if deploy.int8_float_layers not in FLOAT_LAYERS:
+        raise ConfigError(f"deploy.int8_float_layers: '{deploy.int8_float_layers}' is not one of "
+                          f"{', '.join(FLOAT_LAYERS)}{did_you_mean(deploy.int8_float_layers, FLOAT_LAYERS)}")
+    if deploy.calibration_samples < 1:
+        raise ConfigError("deploy.calibration_samples: must be at least 1")

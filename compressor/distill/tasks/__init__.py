@@ -1,0 +1,13 @@
+"""Tasks: what a recipe trains and how its metric is measured. ``TASKS`` maps a recipe's ``task`` to a class."""
+from compressor.distill.tasks.base import TASKS, RoleModel, Task
+
+__all__ = ["TASKS", "RoleModel", "Task"]
+
+
+def _register_builtin() -> None:
+    from compressor.distill.tasks import ids  # noqa: F401  (registers "can-intrusion")
+    from compressor.distill.tasks import sr  # noqa: F401  (registers "super-resolution")
+    from compressor.distill.tasks import tracking  # noqa: F401  (registers "tracking")
+
+
+_register_builtin()

@@ -1,5 +1,0 @@
-"""Distillers: one small module per knowledge-distillation method."""
-from compressor.distillers.afkd import AFKDDistiller, AFKDLoss, AFKDWeights
-from compressor.distillers.feature_affinity import AffinityKDWeights, FeatureAffinityDistiller
-
-__all__ = ["AFKDDistiller", "AFKDLoss", "AFKDWeights", "AffinityKDWeights", "FeatureAffinityDistiller"]

@@ -1,9 +1,0 @@
-"""Distillation losses: plain modules ``forward(student_out, teacher_out)``; weighting lives elsewhere."""
-from compressor.losses.affinity import FeatureShapeError, PositionReduction, SpatialAffinityLoss, spatial_affinity
-from compressor.losses.orr import CoxBlockMasking, OrrLoss, StopGradient
-from compressor.losses.tracking import (FocalLoss, GIoULoss, TrackingLoss, TrackingLossWeights, center_heatmap,
-                                        generalized_iou)
-
-__all__ = ["CoxBlockMasking", "FeatureShapeError", "FocalLoss", "GIoULoss", "OrrLoss", "PositionReduction",
-           "SpatialAffinityLoss", "StopGradient", "TrackingLoss", "TrackingLossWeights", "center_heatmap",
-           "generalized_iou", "spatial_affinity"]
