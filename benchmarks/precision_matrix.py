@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--int8", default="qdq,nncf", help="INT8 quantizers to run (comma-separated: qdq, nncf)")
     args = parser.parse_args()
 
+    from compressor.core.tensor_spec import TensorSpec
     from compressor.distill.pipeline import _build_int8, _quantization_aware, qat_scheme_for
     from compressor.distill.recipe import DeployConfig, TargetChoice, load_recipe
     from compressor.distill.tasks import TASKS, RoleModel
@@ -56,7 +57,6 @@ def main() -> None:
     from compressor.targets.openvino import cpu_supports_bf16
     from compressor.targets.profile import ProfileOptions, profile_runner
     from compressor.targets.table import load_target, open_runner
-    from compressor.core.tensor_spec import TensorSpec
 
     model = create_model("span_tiny", weights=str(SPAN) if SPAN.exists() and not args.weights else None)
     if args.weights:

@@ -21,10 +21,10 @@ SPAN_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "s
 
 def build_ir(folder: Path) -> Path:
     """Export SPAN-Tiny with a static 128x128 input and build the OpenVINO FP32 IR."""
+    from compressor.core.tensor_spec import TensorSpec
     from compressor.models.spec import load_model_spec
     from compressor.targets.onnx import ExportOptions, export_onnx
     from compressor.targets.table import load_target
-    from compressor.core.tensor_spec import TensorSpec
 
     kwargs = {"weights": str(SPAN_WEIGHTS)} if SPAN_WEIGHTS.exists() else {}
     loaded = load_model_spec("span_tiny", **kwargs)

@@ -4,9 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from compressor.core.feeds import Feed
-
 
 
 def ort_reader(feeds: Sequence[Feed]):
@@ -48,6 +46,7 @@ def tensorrt_calibrator(feeds: Sequence[Feed], cache_file: str | Path, input_ord
     TensorRT 11 removed implicit calibration: use a Q/DQ ONNX there instead.
     """
     import tensorrt as trt
+
     from compressor.targets.cuda import DeviceBuffers
 
     class FeedCalibrator(trt.IInt8EntropyCalibrator2):

@@ -11,9 +11,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from compressor.core.errors import CompressError
-from compressor.core.user_code import load_callable
-from compressor.core.tensor_spec import TensorSpec
 from compressor.core.feeds import Feed
+from compressor.core.tensor_spec import TensorSpec
+from compressor.core.user_code import load_callable
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 

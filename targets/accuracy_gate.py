@@ -26,8 +26,8 @@ from typing import Callable, Sequence
 import numpy as np
 import onnx
 
-from compressor.targets.quantize import QUANTIZED_OPS
 from compressor.core.feeds import Feed
+from compressor.targets.quantize import QUANTIZED_OPS
 
 log = logging.getLogger(__name__)
 

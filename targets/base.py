@@ -11,9 +11,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from compressor.core.errors import ArtifactError, InputSpecError, UnsupportedPrecisionError
+from compressor.core.feeds import Feed
 from compressor.core.files import write_json
 from compressor.core.tensor_spec import TensorSpec
-from compressor.core.feeds import Feed
 
 SIDECAR_SUFFIX = ".artifact.json"
 

@@ -16,13 +16,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from compressor.core.errors import BundleError
+from compressor.core.feeds import random_feed
+from compressor.core.files import atomic_dir, atomic_path, ensure_writable_dir, sha256_file, write_json
 from compressor.core.version import __version__
 from compressor.runtime import files_for as runtime_files
-from compressor.core.errors import BundleError
 from compressor.targets.base import Artifact
 from compressor.targets.compare import Tolerance
-from compressor.core.files import atomic_dir, atomic_path, ensure_writable_dir, sha256_file, write_json
-from compressor.core.feeds import random_feed
 from compressor.targets.profile import ProfileOptions, profile_runner
 from compressor.targets.table import open_runner
 

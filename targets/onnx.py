@@ -14,14 +14,14 @@ import numpy as np
 import onnx
 import torch
 
-from compressor.core.version import __version__
 from compressor.core.errors import CompressError, ExportError
+from compressor.core.feeds import random_feed
+from compressor.core.files import atomic_path
+from compressor.core.tensor_spec import TensorSpec
+from compressor.core.version import __version__
 from compressor.targets.base import Artifact
 from compressor.targets.compare import Tolerance, compare_outputs
-from compressor.core.files import atomic_path
-from compressor.core.feeds import random_feed
 from compressor.targets.onnx_io import graph_specs, write_metadata
-from compressor.core.tensor_spec import TensorSpec
 from compressor.targets.torch_runner import outputs_to_dict
 
 log = logging.getLogger(__name__)

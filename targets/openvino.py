@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from compressor.core.errors import BuildError, UnsupportedPrecisionError
+from compressor.core.files import atomic_path
 from compressor.targets.backend_runner import BackendRunner
 from compressor.targets.base import Artifact, Feed, Runner, Target, default_name
-from compressor.core.files import atomic_path
 from compressor.targets.onnx_io import graph_specs, load_onnx
 
 # precision -> (compress weights to fp16 in the IR, CPU inference precision hint)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from compressor.core.errors import InputSpecError
-from compressor.targets.base import Runner
-from compressor.runtime.run import COV_WARNING, measure_call
 from compressor.core.feeds import random_feed
+from compressor.runtime.run import COV_WARNING, measure_call
+from compressor.targets.base import Runner
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import numpy as np
 import onnx
 
 from compressor.core.errors import BuildError
-from compressor.core.files import atomic_path
 from compressor.core.feeds import Feed
+from compressor.core.files import atomic_path
 
 log = logging.getLogger(__name__)
 METHODS = ("minmax", "entropy", "percentile")

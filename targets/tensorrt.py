@@ -16,8 +16,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from compressor.core.errors import BuildError, MissingDependencyError
-from compressor.targets.base import Artifact, Feed, Runner, Target, default_name
 from compressor.core.files import atomic_path
+from compressor.targets.base import Artifact, Feed, Runner, Target, default_name
 from compressor.targets.onnx_io import graph_specs, load_onnx
 from compressor.targets.tensorrt_plan import PRECISIONS, BuildPlan, make_plan, parse_version
 

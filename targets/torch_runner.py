@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from compressor.core.errors import ExportError
-from compressor.targets.base import Feed, Runner
 from compressor.core.tensor_spec import TensorSpec
+from compressor.targets.base import Feed, Runner
 
 
 def outputs_to_dict(outputs: Any, names: Sequence[str]) -> dict[str, np.ndarray]:

@@ -1,7 +1,6 @@
 """Shared fixtures: each built-in model kind exported once per session; an in-process CLI runner."""
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 import sysconfig
@@ -9,15 +8,7 @@ from pathlib import Path
 
 import pytest
 
-MODEL_KINDS = ("tiny_convnet", "tiny_pair_transformer", "tiny_token_bilstm")
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-@dataclasses.dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
+from tests.support import MODEL_KINDS, CliResult
 
 
 @pytest.fixture
@@ -51,15 +42,6 @@ def exported(tmp_path_factory):
                                       folder / f"{name}.onnx", ExportOptions(source=name))
     return artifacts
 
-
-def assert_one_line_error(result: CliResult, *needles: str) -> None:
-    """Bad input: exit 2, one line on stderr naming the problem, no traceback."""
-    assert result.code == 2, (result.code, result.out, result.err)
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert "Traceback" not in result.err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="session")

@@ -39,9 +39,9 @@ def create(artifact, out_dir, name, profile_json, duration_s, jetson, precision,
     from pathlib import Path
 
     from compressor.core.errors import ArtifactError
+    from compressor.core.files import ensure_writable_dir
     from compressor.targets.base import Artifact
     from compressor.targets.bundle import create_bundle
-    from compressor.core.files import ensure_writable_dir
     from compressor.targets.profile import ProfileOptions
 
     loaded = Artifact.load(artifact)

@@ -54,9 +54,9 @@ def reference_runner(reference: str, artifact, model_args: dict):
 def compare(reference, artifact, inputs_file, count, batch_text, atol, rtol, seed, model_args, as_json) -> None:
     """Compare ARTIFACT with REFERENCE (a MODEL_SPEC or an FP32 .onnx); exit 1 when parity fails."""
     from compressor.cli.export_cmd import parse_model_args
+    from compressor.core.feeds import load_npz_feeds, random_feeds
     from compressor.targets.base import Artifact
     from compressor.targets.compare import Tolerance, compare_runners
-    from compressor.core.feeds import load_npz_feeds, random_feeds
     from compressor.targets.table import open_runner
 
     candidate = Artifact.load(artifact)

@@ -50,8 +50,8 @@ def export(model_spec, inputs, out_dir, name, model_args, output_names, opset, e
     """
     from pathlib import Path
 
-    from compressor.models.spec import load_model_spec, resolve_input_specs
     from compressor.core.files import ensure_writable_dir
+    from compressor.models.spec import load_model_spec, resolve_input_specs
     from compressor.targets.onnx import ExportOptions, export_onnx
 
     folder = ensure_writable_dir(out_dir)

@@ -20,8 +20,8 @@ from compressor.cli.options import artifact_argument, emit, json_option, threads
 @json_option
 def profile(artifact, batch, threads, warmup_s, iterations, duration_s, save, as_json) -> None:
     """Profile ARTIFACT: warm-up by time, then at least --iterations AND --duration seconds."""
-    from compressor.targets.base import Artifact
     from compressor.core.files import write_json
+    from compressor.targets.base import Artifact
     from compressor.targets.profile import ProfileOptions, profile_runner
     from compressor.targets.table import open_runner
 

@@ -28,11 +28,11 @@ def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, th
     import dataclasses
     from pathlib import Path
 
+    from compressor.core.files import ensure_writable_dir
     from compressor.distill.config import ConfigError
     from compressor.distill.pipeline import run_recipe
     from compressor.distill.recipe import load_recipe
     from compressor.distill.tasks.base import RunContext
-    from compressor.core.files import ensure_writable_dir
 
     loaded = load_recipe(recipe, quick=quick)
     if data is not None and not Path(data).exists():

@@ -5,8 +5,8 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from compressor.distill.config import ConfigError
 from compressor.core.errors import did_you_mean
+from compressor.distill.config import ConfigError
 
 
 class FeatureHooks:

@@ -11,13 +11,13 @@ from typing import Any, Callable
 
 import torch
 
+from compressor.core.feeds import random_feed, random_feeds
 from compressor.core.version import __version__
 from compressor.distill.recipe import Recipe, TargetChoice
 from compressor.distill.tasks import TASKS, RoleModel
 from compressor.distill.tasks.base import RunContext
 from compressor.targets.base import Artifact
 from compressor.targets.compare import Tolerance, compare_runners
-from compressor.core.feeds import random_feed, random_feeds
 from compressor.targets.onnx import ExportOptions, export_onnx
 from compressor.targets.profile import ProfileOptions, profile_runner
 from compressor.targets.table import load_target, open_runner
@@ -203,8 +203,8 @@ def _build_int8(task, onnx: Artifact, rm: RoleModel, choice: TargetChoice, folde
     ranges calibrated on ``onnx``."""
     import tempfile
 
-    from compressor.targets.accuracy_gate import gate_int8, rank_by_float_gain, rank_sensitive_nodes
     from compressor.core.files import ensure_writable_dir
+    from compressor.targets.accuracy_gate import gate_int8, rank_by_float_gain, rank_sensitive_nodes
     from compressor.targets.quantize import Int8Options, nncf_like_qdq_options, quantize_qdq
 
     ensure_writable_dir(folder)

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compressor.distill.trainer import TrainSchedule, train
 from compressor.core.feeds import Feed
+from compressor.distill.trainer import TrainSchedule, train
 
 log = logging.getLogger(__name__)
 QUANTIZED_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)

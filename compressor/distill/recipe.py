@@ -6,8 +6,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from compressor.distill.config import ConfigError, deep_merge, from_mapping
 from compressor.core.errors import did_you_mean
+from compressor.distill.config import ConfigError, deep_merge, from_mapping
 
 COMMON_KEYS = ("name", "task", "description", "seed", "deploy", "quick")
 

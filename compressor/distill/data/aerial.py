@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.distill.data.tracking import SequenceFormatError, TrackingSequence
 from compressor.core.errors import MissingDependencyError
+from compressor.distill.data.tracking import SequenceFormatError, TrackingSequence
 from compressor.runtime.tracker import resample
 
 log = logging.getLogger(__name__)

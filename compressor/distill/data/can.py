@@ -16,9 +16,16 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from compressor.runtime.detect import (CanLogError, Frames, frame_tokens, id_table, parse_lines, sequence_length,
-                                        window_tokens)
 from compressor.core.errors import CompressError
+from compressor.runtime.detect import (
+    CanLogError,
+    Frames,
+    frame_tokens,
+    id_table,
+    parse_lines,
+    sequence_length,
+    window_tokens,
+)
 
 log = logging.getLogger(__name__)
 CLASSES = ("normal", "dos", "fuzzy", "gear", "rpm")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.runtime.detect import Frames
 from compressor.core.errors import CompressError
+from compressor.runtime.detect import Frames
 
 
 class GeneratorError(CompressError):

@@ -5,9 +5,11 @@ __all__ = ["TASKS", "RoleModel", "Task"]
 
 
 def _register_builtin() -> None:
-    from compressor.distill.tasks import ids  # noqa: F401  (registers "can-intrusion")
-    from compressor.distill.tasks import sr  # noqa: F401  (registers "super-resolution")
-    from compressor.distill.tasks import tracking  # noqa: F401  (registers "tracking")
+    from compressor.distill.tasks import (
+        ids,  # noqa: F401  (registers "can-intrusion")
+        sr,  # noqa: F401  (registers "super-resolution")
+        tracking,  # noqa: F401  (registers "tracking")
+    )
 
 
 _register_builtin()

@@ -9,8 +9,8 @@ from typing import Any, Callable, Mapping
 from torch import nn
 
 from compressor.core.registry import Registry
-from compressor.targets.base import Runner
 from compressor.core.tensor_spec import TensorSpec
+from compressor.targets.base import Runner
 
 TASKS: Registry[type["Task"]] = Registry("task")
 

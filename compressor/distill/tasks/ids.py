@@ -14,16 +14,16 @@ from typing import Any, Iterator, Literal
 import numpy as np
 import torch
 
+from compressor.core.tensor_spec import TensorSpec
 from compressor.distill.config import ConfigError
 from compressor.distill.data.can import CLASSES, WindowSet
-from compressor.runtime.detect import VOCAB, sequence_length
 from compressor.distill.distillers.logit_kd import FeaturePair, LogitKDistiller, LogitKDWeights, teacher_outputs
 from compressor.distill.losses.kd import FeatureFusionLoss
 from compressor.distill.metrics.ids import flat_metrics, ids_report
 from compressor.distill.tasks.base import TASKS, RoleModel, RunContext, Task
 from compressor.distill.trainer import TrainSchedule, seed_everything, train
+from compressor.runtime.detect import VOCAB, sequence_length
 from compressor.targets.base import Runner
-from compressor.core.tensor_spec import TensorSpec
 
 log = logging.getLogger(__name__)
 TABLE_METRICS = ("fuzzy_f1", "fuzzy_precision", "fuzzy_recall", "fuzzy_fnr", "fuzzy_fpr", "dos_f1", "gear_f1",
@@ -296,8 +296,8 @@ class CanIntrusionTask(Task):
 
     def bundle_extras(self) -> dict[str, Path]:
         """``detect.py`` (the streaming detector, numpy-only) and the tokeniser settings it reads."""
-        from compressor.runtime import files_for as runtime_files
         from compressor.core.files import write_json
+        from compressor.runtime import files_for as runtime_files
 
         d = self.settings.data
         self.windows()  # the ID vocabulary comes from the training data

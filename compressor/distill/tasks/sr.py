@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from compressor.core.tensor_spec import TensorSpec
 from compressor.distill.config import ConfigError
 from compressor.distill.distillers import AffinityKDWeights, FeatureAffinityDistiller
 from compressor.distill.losses import SpatialAffinityLoss
 from compressor.distill.tasks.base import TASKS, RoleModel, RunContext, Task
 from compressor.distill.trainer import TrainSchedule, cycle, seed_everything, train
 from compressor.targets.base import Runner
-from compressor.core.tensor_spec import TensorSpec
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,13 @@ from typing import Literal
 
 import numpy as np
 
+from compressor.core.tensor_spec import TensorSpec
 from compressor.distill.config import ConfigError
 from compressor.distill.losses.tracking import TrackingLossWeights
 from compressor.distill.tasks.base import TASKS, RoleModel, RunContext, Task
 from compressor.distill.trainer import TrainSchedule
-from compressor.targets.base import Runner
-from compressor.core.tensor_spec import TensorSpec
 from compressor.runtime import files_for as runtime_files
+from compressor.targets.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,12 @@ class TrackingTask(Task):
 
     def _student(self, teacher: RoleModel, *, kd: bool) -> RoleModel:
         from compressor.distill.distillers.afkd import AFKDWeights
-        from compressor.distill.tasks.tracking_train import distil_tracker, frozen_copy, init_from_teacher, train_tracker
+        from compressor.distill.tasks.tracking_train import (
+            distil_tracker,
+            frozen_copy,
+            init_from_teacher,
+            train_tracker,
+        )
         from compressor.distill.trainer import seed_everything
         from compressor.models import create_model
 
