@@ -16,7 +16,7 @@ import torch
 
 from compressor.core.errors import CompressError, ExportError
 from compressor.core.feeds import random_feed
-from compressor.core.files import atomic_path
+from compressor.core.files import atomic_path, ensure_writable_dir
 from compressor.core.tensor_spec import TensorSpec
 from compressor.core.version import __version__
 from compressor.targets.base import Artifact
@@ -151,6 +151,7 @@ def _save(proto, inputs, out_path: Path, exporter: str, options: ExportOptions) 
     write_metadata(proto, {"inputs": [s.to_dict() for s in inputs], "preprocessing": options.preprocessing,
                            "exporter": exporter, "versions": _versions(), "source": options.source or ""})
     files = [out_path.name]
+    ensure_writable_dir(Path(out_path).parent)
     with atomic_path(out_path) as tmp:
         if proto.ByteSize() < TWO_GB:
             onnx.save(proto, str(tmp))
