@@ -48,7 +48,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from compressor.core.tensor_spec import TensorSpec
-    from compressor.distill.pipeline import _build_int8, _quantization_aware, qat_scheme_for
+    from compressor.distill.int8.schemes import scheme_for
+    from compressor.distill.int8.stage import Int8Source, Int8Stage
     from compressor.distill.recipe import DeployConfig, TargetChoice, load_recipe
     from compressor.distill.tasks import TASKS, RoleModel
     from compressor.distill.tasks.base import RunContext
@@ -74,13 +75,17 @@ def main() -> None:
         print(f"INT8: {deploy.calibration_method} calibration on {deploy.calibration_samples} training patches, "
               f"gate budget {deploy.int8_budget} dB"
               + (f", {args.qat} QAT iterations ({args.qat_scheme})" if args.qat else ""))
-        int8_source = onnx
-        if args.qat:
-            int8_source, summary = _quantization_aware(task, onnx, RoleModel(model, ["sr"], "bench"), deploy,
-                                                       folder / "student_qat.onnx", "bench")
-            print(f"QAT: {summary['iterations']} it, lr {summary['lr']:g}, {summary['samples']} samples, "
-                  f"{summary['seconds']:.0f} s; relative L1 to FP32 under INT8 "
-                  f"{summary['relative_l1_to_fp32_before']:.4f} -> {summary['relative_l1_to_fp32_after']:.4f}")
+        student = RoleModel(model, ["sr"], "bench")
+
+        def int8_stage(config: DeployConfig) -> Int8Stage:
+            return Int8Stage(task, config, onnx_dir=folder, engine_dir=folder, seed=0, source="bench")
+
+        qat = int8_stage(deploy).finetune("student", onnx, student) if args.qat else None
+        if qat is not None:
+            record = qat.record
+            print(f"QAT: {record.iterations} it, lr {record.details['lr']:g}, {record.details['samples']} samples, "
+                  f"{record.seconds:.0f} s; relative L1 to FP32 under INT8 "
+                  f"{record.relative_l1_before:.4f} -> {record.relative_l1_after:.4f}")
         feed_spec = TensorSpec.parse("image:1x3x128x128:float32:0..1")
         from compressor.core.feeds import random_feed
 
@@ -99,13 +104,13 @@ def main() -> None:
             kept, tuned = "-", False
             if precision == "int8":
                 choice = TargetChoice(runtime, "int8", quantizer)
-                tuned = bool(args.qat) and args.qat_scheme == qat_scheme_for(choice)  # else QAT trained for another
-                artifact, gate = _build_int8(task, int8_source if tuned else onnx, RoleModel(model, ["sr"], "bench"),
-                                             choice, folder, f"{runtime}_{quantizer}_{float_layers}",
-                                             dataclasses.replace(deploy, int8_float_layers=float_layers),
-                                             after_qat=tuned, ranges_from=onnx.path if tuned else None)
-                kept = (", ".join(gate["kept_in_float"]) or "-") + (f" (in {float_layers})" if float_layers != "fp32"
-                                                                     else "")
+                tuned = qat is not None and qat.scheme is scheme_for(choice)  # else QAT trained for another
+                source = Int8Source(qat.artifact, after_qat=True, ranges_from=onnx.path) if tuned else Int8Source(onnx)
+                gate = int8_stage(dataclasses.replace(deploy, int8_float_layers=float_layers)).gate(
+                    f"{runtime}_{quantizer}_{float_layers}", source, student, choice)
+                artifact = gate.artifact
+                kept = (", ".join(gate.record.kept_in_float) or "-") + (f" (in {float_layers})"
+                                                                        if float_layers != "fp32" else "")
             else:
                 artifact = load_target(runtime).build(onnx.path, precision=precision, out_dir=folder,
                                                       name=f"{runtime}_{precision}",

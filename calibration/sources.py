@@ -28,7 +28,8 @@ def validate_feeds(feeds: Iterable[Mapping[str, np.ndarray]], specs: Sequence[Te
     names = {s.name for s in specs}
     for index, feed in enumerate(feeds):
         if set(feed) != names:
-            raise CalibrationError(f"calibration sample {index} has inputs {sorted(feed)}, the model takes {sorted(names)}")
+            raise CalibrationError(f"calibration sample {index} has inputs {sorted(feed)}, "
+                                   f"the model takes {sorted(names)}")
         for spec in specs:
             array = np.asarray(feed[spec.name])
             problem = spec.check(array)

@@ -1,4 +1,7 @@
-"""Load a checkpoint file into a model strictly, turning every failure into one-line ModelSpecError."""
+"""Load a checkpoint file into a model strictly, turning every failure into one-line ModelSpecError.
+
+Checkpoints are read without unpickling code: ``torch.load(..., weights_only=True)``, or safetensors for
+``*.safetensors`` files."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +17,8 @@ _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict with ``torch.load(..., map_location="cpu", weights_only=True)``.
+    """Read a state dict with ``torch.load(..., map_location="cpu", weights_only=True)`` (safetensors for
+    ``*.safetensors``).
 
     Unwraps the usual containers (``params_ema``, ``params``, ``state_dict``).
     """
@@ -22,7 +26,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelSpecError(f"weights file not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _read_safetensors(path) if path.suffix == ".safetensors" else torch.load(
+            path, map_location="cpu", weights_only=True)
+    except ModelSpecError:
+        raise
     except Exception as exc:  # pickle, zip and unsupported-type errors all mean "not a checkpoint"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelSpecError(f"cannot read weights {path}: {first_line}") from None
@@ -33,6 +40,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelSpecError(f"weights {path} do not hold a state dict of tensors")
     return dict(obj)
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ModelSpecError(f"cannot read weights {path}: install safetensors to read .safetensors files") from None
+    return load_file(str(path), device="cpu")
 
 
 def _mismatch_message(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:

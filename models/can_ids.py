@@ -1,7 +1,7 @@
 """CAN intrusion detectors over token windows (LSF-IDM): a BERT-style teacher and the BiLSTM student.
 
 Both read the same int64 windows (context frame IDs, then the target frame's ID, DLC and 8 byte tokens; see
-``compressor.runtime.detect``) and return class logits for the target frame. The teacher is BERT written in
+``compressor.runtime.can_tokens``) and return class logits for the target frame. The teacher is BERT written in
 plain torch (post-LayerNorm encoder, GELU, tanh pooler over a [CLS] token the model prepends itself), with
 attention as explicit matmuls so it exports to any runtime. The student is LSF-IDM's 2-layer BiLSTM (hidden
 64) whose forward and backward final states are concatenated into the classifier.
@@ -15,11 +15,11 @@ from torch import nn
 
 from compressor.models._registry import register_model
 
-VOCAB = 2328  # compressor.runtime.detect.VOCAB (models/ does not import training code)
+VOCAB = 2328  # compressor.runtime.can_tokens.VOCAB (models/ does not import training code)
 CLS = 1
 SEQ_LEN = 13  # a window of 4 frames: 3 context IDs + 10 tokens of the target frame
 CLASSES = 5   # normal, dos, fuzzy, gear, rpm
-PREPROCESSING = ("int64 tokens from compressor.runtime.detect.window_tokens (bundle: detect.py): context "
+PREPROCESSING = ("int64 tokens from compressor.runtime.can_tokens.window_tokens (bundle: detect.py): context "
                  "frame IDs then the target frame's ID, DLC and 8 bytes; logits over normal/dos/fuzzy/gear/rpm")
 
 

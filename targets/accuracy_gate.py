@@ -31,6 +31,9 @@ from compressor.targets.quantize import QUANTIZED_OPS
 
 log = logging.getLogger(__name__)
 
+Ranking = list[tuple[str, float]]
+"""Quantizable node names with a score, largest first: the order in which the gate keeps nodes in float."""
+
 
 @dataclass
 class GateResult:
@@ -141,7 +144,7 @@ def _tensor_errors(reference: bytes, quantized: bytes, feeds: Sequence[Feed], na
 
 
 def rank_sensitive_nodes(fp32_path: Path, qdq_path: Path, feeds: Sequence[Feed],
-                         max_feeds: int = 64) -> list[tuple[str, float]]:
+                         max_feeds: int = 64) -> Ranking:
     """Quantizable nodes sorted by the quantization error they add (largest first), measured on (up to
     ``max_feeds``) ``feeds``."""
     fp32 = onnx.load(str(fp32_path))
@@ -156,7 +159,7 @@ def rank_sensitive_nodes(fp32_path: Path, qdq_path: Path, feeds: Sequence[Feed],
 
 
 def rank_by_float_gain(fp32_path: Path, qdq_path: Path, feeds: Sequence[Feed],
-                       max_feeds: int = 32) -> list[tuple[str, float]]:
+                       max_feeds: int = 32) -> Ranking:
     """Quantizable nodes sorted by the output error each gives back in float per share of the work (largest
     first; for quantizers placed at layer inputs only, see the module notes), as ``(name, (error of the
     Q/DQ model - error with the node in float) / its share of the MACs)``; errors are relative squared
@@ -191,7 +194,7 @@ def rank_by_float_gain(fp32_path: Path, qdq_path: Path, feeds: Sequence[Feed],
 
 
 def gate_int8(build: Callable[[tuple[str, ...]], object], evaluate: Callable[[object], float], *, reference: float,
-              budget: float, rank: Callable[[object], list[tuple[str, float]]]) -> tuple[object, GateResult]:
+              budget: float, rank: Callable[[object], Ranking]) -> tuple[object, GateResult]:
     """Build INT8 with nothing excluded; while ``reference - metric > budget``, keep more top-ranked nodes
     in float (1, 2, 4, ...), then bisect down to the fewest that still meet the budget. Returns the
     artifact for the chosen set and what happened (every try)."""

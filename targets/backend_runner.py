@@ -10,7 +10,7 @@ from compressor.targets.base import Artifact, Feed, Runner
 
 
 class BackendRunner(Runner):
-    """Validates inputs (the Runner contract), then delegates to ``bundle_runtime.BACKENDS[target]``."""
+    """Validates inputs (the Runner contract), then delegates to ``compressor.runtime.backends.BACKENDS[target]``."""
 
     def __init__(self, artifact: Artifact, *, threads: int | None = None) -> None:
         super().__init__(artifact.inputs, artifact.outputs, name=f"{artifact.target}:{artifact.path.name}")
@@ -19,7 +19,7 @@ class BackendRunner(Runner):
         self.backend = None
 
     def _activate(self) -> None:
-        from compressor.runtime.run import BACKENDS
+        from compressor.runtime.backends import BACKENDS
 
         try:
             self.backend = BACKENDS[self.artifact.target](self.artifact.path, dict(self.artifact.options), self.threads)

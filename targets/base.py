@@ -14,6 +14,7 @@ from compressor.core.errors import ArtifactError, InputSpecError, UnsupportedPre
 from compressor.core.feeds import Feed
 from compressor.core.files import write_json
 from compressor.core.tensor_spec import TensorSpec
+from compressor.targets.options import TargetOptions
 
 SIDECAR_SUFFIX = ".artifact.json"
 
@@ -164,24 +165,36 @@ def _symbol_mismatch(spec: TensorSpec, shape: tuple[int, ...], sizes: dict[str, 
 
 
 class Target(abc.ABC):
-    """A runtime we build for. ``precisions`` is the full list it offers; others raise."""
+    """A runtime we build for. ``precisions`` is the full list it offers; others raise.
+
+    ``options_class`` is the target's typed build options (the same class its format-table row names).
+    """
 
     name: str = ""
     precisions: tuple[str, ...] = ()
+    options_class: type[TargetOptions] = TargetOptions
+
+    def read_options(self, options: TargetOptions | Mapping[str, Any] | None, precision: str) -> TargetOptions:
+        """``options`` validated as this target's options class and checked against ``precision``."""
+        typed = self.options_class.coerce(options)
+        typed.check_precision(precision)
+        return typed
 
     def check_precision(self, precision: str) -> None:
         """Raise UnsupportedPrecisionError for a precision this target does not build."""
         if precision not in self.precisions:
             raise UnsupportedPrecisionError(
-                f"target '{self.name}' does not support precision '{precision}'; it supports: {', '.join(self.precisions)}")
+                f"target '{self.name}' does not support precision '{precision}'; "
+                f"it supports: {', '.join(self.precisions)}")
 
     @abc.abstractmethod
     def build(self, onnx_path: Path, *, precision: str, out_dir: Path, name: str | None = None,
-              options: Mapping[str, Any] | None = None, calibration: Sequence[Feed] | None = None,
-              int8: Any = None) -> Artifact:
+              options: TargetOptions | Mapping[str, Any] | None = None,
+              calibration: Sequence[Feed] | None = None, int8: Any = None) -> Artifact:
         """Build an artifact from an ONNX model into ``out_dir`` (atomically) and write its sidecar.
 
-        INT8 needs ``calibration`` (a list of feed dicts) and takes ``int8`` (``Int8Options``).
+        ``options`` are the target's options (its ``options_class``, or a mapping it validates; see
+        :meth:`read_options`). INT8 needs ``calibration`` (a list of feed dicts) and takes ``int8`` (``Int8Options``).
         """
 
     def require_calibration(self, precision: str, calibration: Sequence[Feed] | None) -> None:

@@ -41,13 +41,14 @@ class Bundle:
 def create_bundle(artifact: Artifact, out_dir: str | Path, *, name: str | None = None,
                   profile: Mapping[str, Any] | None = None,
                   profile_options: ProfileOptions = ProfileOptions(min_iterations=20, min_duration_s=1.0),
-                  seed: int = 0, extras: Mapping[str, str | Path] | None = None) -> Bundle:
+                  seed: int = 0, extras: Mapping[str, str | Path | bytes] | None = None) -> Bundle:
     """Write ``out_dir/<name>/`` and ``out_dir/<name>.tar.gz`` for ``artifact``.
 
     The bundle holds the model files, golden inputs and outputs from this artifact, a latency profile
-    (measured now unless ``profile`` is given), ``run.py`` and ``manifest.json`` with every file's sha256.
-    ``extras`` maps bundle-relative names to files copied in too (task scripts such as a numpy-only tracker;
-    they may ``import run`` for its backends).
+    (measured now unless ``profile`` is given), the engine's runtime files (``run.py`` and its modules, as
+    ``compressor.runtime.BUNDLE_FILES`` lists them) and ``manifest.json`` with every file's sha256.
+    ``extras`` maps bundle-relative names to files copied in too (task scripts such as a numpy-only tracker,
+    which import the engine modules beside them), or to the bytes to write there (a task's settings file).
     """
     name = name or f"{artifact.path.stem}-{artifact.target}"
     out_dir = ensure_writable_dir(out_dir)
@@ -72,7 +73,10 @@ def create_bundle(artifact: Artifact, out_dir: str | Path, *, name: str | None =
             if Path(rel).is_absolute() or ".." in Path(rel).parts:
                 raise BundleError(f"bundle extra '{rel}' must be a relative path inside the bundle")
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, tmp / rel)
+            if isinstance(source, bytes):
+                (tmp / rel).write_bytes(source)
+            else:
+                shutil.copyfile(source, tmp / rel)
         write_json(tmp / "manifest.json", _manifest(name, artifact, tmp, version))
     with atomic_path(archive) as tmp_archive:
         with tarfile.open(tmp_archive, "w:gz") as tar:

@@ -17,7 +17,7 @@ from compressor.core.version import __version__
 from compressor.runtime import files_for as runtime_files
 from compressor.targets.base import Artifact, Feed
 from compressor.targets.bundle import Bundle
-from compressor.targets.tensorrt_plan import make_plan
+from compressor.targets.tensorrt.plan import make_plan
 
 
 def create_jetson_bundle(onnx: Artifact, out_dir: str | Path, *, precision: str = "fp16",

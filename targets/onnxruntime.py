@@ -6,7 +6,7 @@ int8 is the Q/DQ model from calibration (the same file OpenVINO and TensorRT con
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -14,6 +14,16 @@ from compressor.core.files import atomic_path
 from compressor.targets.backend_runner import BackendRunner
 from compressor.targets.base import Artifact, Feed, Runner, Target, default_name
 from compressor.targets.onnx_io import graph_specs, load_onnx, read_metadata
+from compressor.targets.options import TargetOptions
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeOptions(TargetOptions):
+    """``provider``: the execution provider the runner asks for ("auto": TensorRT, CUDA, then CPU, as present;
+    or a name such as "cuda" or "CPUExecutionProvider"). Always recorded in the sidecar."""
+
+    target = "onnxruntime"
+    provider: str = field(default="auto", metadata={"sidecar": "always"})
 
 
 class OnnxRuntimeTarget(Target):
@@ -21,13 +31,15 @@ class OnnxRuntimeTarget(Target):
 
     name = "onnxruntime"
     precisions = ("fp32", "fp16", "int8")
+    options_class = OnnxRuntimeOptions
 
     def build(self, onnx_path: Path, *, precision: str, out_dir: Path, name: str | None = None,
-              options: Mapping[str, Any] | None = None, calibration: Sequence[Feed] | None = None,
-              int8: Any = None) -> Artifact:
+              options: OnnxRuntimeOptions | Mapping[str, Any] | None = None,
+              calibration: Sequence[Feed] | None = None, int8: Any = None) -> Artifact:
         from compressor.targets.quantize import Int8Options, quantize_qdq, to_fp16
 
         self.check_precision(precision)
+        options = self.read_options(options, precision)
         self.require_calibration(precision, calibration)
         model = load_onnx(onnx_path)
         inputs, outputs = graph_specs(model)
@@ -44,7 +56,7 @@ class OnnxRuntimeTarget(Target):
                 shutil.copyfile(onnx_path, tmp)
         artifact = Artifact(target=self.name, precision=precision, path=dest.resolve(), files=(dest.name,),
                             inputs=tuple(inputs), outputs=tuple(outputs),
-                            options={"provider": "auto", **(options or {})}, source=str(Path(onnx_path).resolve()),
+                            options=options.to_sidecar(), source=str(Path(onnx_path).resolve()),
                             metadata=meta)
         artifact.save()
         return artifact

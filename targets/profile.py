@@ -7,7 +7,7 @@ import numpy as np
 
 from compressor.core.errors import InputSpecError
 from compressor.core.feeds import random_feed
-from compressor.runtime.run import COV_WARNING, measure_call
+from compressor.runtime.measurement import COV_WARNING, measure_call
 from compressor.targets.base import Runner
 
 

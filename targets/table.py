@@ -1,4 +1,5 @@
-"""The static format table: target -> file suffix, precisions, packages. Answers without importing runtimes."""
+"""The static format table: target -> file suffix, precisions, packages, build options. Answers without importing
+runtimes (a target's module and its options class are imported only when asked for)."""
 from __future__ import annotations
 
 import importlib
@@ -6,17 +7,20 @@ import importlib.util
 from dataclasses import dataclass
 
 from compressor.core.errors import MissingDependencyError, unknown_name
+from compressor.targets.options import TargetOptions
 
 
 @dataclass(frozen=True)
 class TargetInfo:
-    """One row of the format table; ``module:cls`` is imported only when the target is used."""
+    """One row of the format table; ``entry`` (the Target) and ``options`` (its typed build options, a
+    :class:`~compressor.targets.options.TargetOptions`), both ``module:cls``, are imported only when used."""
 
     name: str
     suffix: str
     precisions: tuple[str, ...]
     packages: tuple[str, ...]
     entry: str
+    options: str
     description: str
 
     @property
@@ -24,17 +28,28 @@ class TargetInfo:
         """True when every required package is importable."""
         return all(importlib.util.find_spec(p) is not None for p in self.packages)
 
+    @property
+    def options_class(self) -> type[TargetOptions]:
+        """The target's options class (importing it needs none of the runtime packages)."""
+        return _import(self.options)
+
 
 TARGETS: dict[str, TargetInfo] = {
     info.name: info
     for info in (
         TargetInfo("onnxruntime", ".onnx", ("fp32", "fp16", "int8"), ("onnxruntime",),
                    "compressor.targets.onnxruntime:OnnxRuntimeTarget",
+                   "compressor.targets.onnxruntime:OnnxRuntimeOptions",
                    "ONNX Runtime: CPU provider; CUDA and TensorRT execution providers when present"),
-        TargetInfo("tensorrt", ".engine", ("fp32", "fp16", "int8"), ("tensorrt",), "compressor.targets.tensorrt:TensorRtTarget",
+        TargetInfo("tensorrt", ".engine", ("fp32", "fp16", "int8"), ("tensorrt",),
+                   "compressor.targets.tensorrt.target:TensorRtTarget",
+                   "compressor.targets.tensorrt.options:TensorRtOptions",
                    "TensorRT engine from ONNX (NVIDIA GPU): strongly typed on TensorRT 11+, flags/calibration on 10"),
-        TargetInfo("openvino", ".xml", ("fp32", "fp16", "bf16", "int8"), ("openvino",), "compressor.targets.openvino:OpenVinoTarget",
-                   "OpenVINO IR on CPU: fp32 in f32, fp16 compressed IR, bf16 where the CPU has it, int8 (Q/DQ or NNCF)"),
+        TargetInfo("openvino", ".xml", ("fp32", "fp16", "bf16", "int8"), ("openvino",),
+                   "compressor.targets.openvino.target:OpenVinoTarget",
+                   "compressor.targets.openvino.options:OpenVinoOptions",
+                   "OpenVINO IR on CPU: fp32 in f32, fp16 compressed IR, bf16 where the CPU has it, "
+                   "int8 (Q/DQ or NNCF)"),
     )
 }
 
@@ -53,8 +68,17 @@ def load_target(name: str):
     missing = [p for p in info.packages if importlib.util.find_spec(p) is None]
     if missing:
         raise MissingDependencyError(f"target '{name}' needs {', '.join(missing)}: pip install {' '.join(missing)}")
-    module_name, cls_name = info.entry.split(":")
-    return getattr(importlib.import_module(module_name), cls_name)()
+    return _import(info.entry)()
+
+
+def options_class(name: str) -> type[TargetOptions]:
+    """The typed build options of target ``name`` (unknown names get "did you mean")."""
+    return target_info(name).options_class
+
+
+def _import(entry: str):
+    module_name, attr = entry.split(":")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 # Artifacts whose format is run by another target's runtime (the exported ONNX runs on ONNX Runtime).

@@ -16,15 +16,19 @@ def report(run_dir, profiles, device_name, as_json) -> None:
     """Show RUN_DIR's report; with --device-profile, add device-measured latency and rewrite report.json/.md."""
     from pathlib import Path
 
-    from compressor.targets.report import merge_device_profile, read_report, write_report
+    from compressor.distill.report.read import merge_device_profile, read_report, report_from_dict
+    from compressor.distill.report.render import write_report
 
     folder = Path(run_dir)
     data = read_report(folder)
-    for path in profiles:
-        data = merge_device_profile(data, Path(path), device_name)
     if profiles:
-        write_report(data, folder)
+        merged = report_from_dict(data, str(folder / "report.json"))
+        for path in profiles:
+            merged = merge_device_profile(merged, Path(path), device_name)
+        write_report(merged, folder)
+        data = merged.to_dict()
     rows = data.get("device_profiles", [])
     emit(data, as_json, f"{folder / 'report.md'}: {len(data.get('artifacts', []))} engine(s) measured here, "
          f"{len(rows)} device profile(s)" + "".join(
-             f"\n  {r['device']}: {r['target']} {r['precision']} median {r['latency_ms']['median']:.3f} ms" for r in rows))
+             f"\n  {r['device']}: {r['target']} {r['precision']} median {r['latency_ms']['median']:.3f} ms"
+             for r in rows))

@@ -1,6 +1,7 @@
 """Typed configuration from plain mappings (YAML): frozen dataclasses, validated with one-line errors.
 
-Unknown keys get "did you mean", wrong types name the key path and the expected type.
+Unknown keys get "did you mean", wrong types name the key path and the expected type. A field marked
+``metadata={"config": REST}`` collects the keys no other field names (validated by its owner).
 """
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ class ConfigError(CompressError):
     """A recipe or configuration value that is unknown, missing or of the wrong type."""
 
 
+# Field metadata ``{"config": REST}``: the field (typed ``tuple[tuple[str, Any], ...]``) takes every key the
+# other fields do not name, as ``(key, value)`` pairs in the given order, for its owner to validate.
+REST = "rest"
+
+
 def from_mapping(cls: type, data: Any, path: str = "") -> Any:
     """Build dataclass ``cls`` from ``data``, checking every key and type.
 
@@ -29,17 +35,21 @@ def from_mapping(cls: type, data: Any, path: str = "") -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {_type_name(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    rest = next((name for name, f in fields.items() if f.metadata.get("config") == REST), None)
+    named = {name: f for name, f in fields.items() if name != rest}
     for key in data:
-        if key not in fields:
+        if key not in named and rest is None:
             raise ConfigError(f"{_join(path, key)}: unknown key{did_you_mean(str(key), fields)}; "
                               f"known keys: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     values = {}
-    for name, field in fields.items():
+    for name, field in named.items():
         if name in data:
             values[name] = _convert(hints[name], data[name], _join(path, name))
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{_join(path, name)}: missing required key")
+    if rest is not None:
+        values[rest] = tuple((str(key), value) for key, value in data.items() if key not in named)
     return cls(**values)
 
 

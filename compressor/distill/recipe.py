@@ -4,19 +4,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressor.core.errors import did_you_mean
-from compressor.distill.config import ConfigError, deep_merge, from_mapping
+from compressor.distill.config import REST, ConfigError, deep_merge, from_mapping
+
+if TYPE_CHECKING:
+    from compressor.targets.options import TargetOptions
 
 COMMON_KEYS = ("name", "task", "description", "seed", "deploy", "quick")
 
 
 @dataclass(frozen=True)
 class TargetChoice:
+    """One engine to build: recipe entry ``{target, precision, quantizer, ...}``. Keys beyond these are the
+    target's own build options (``options``, validated by its options class when the recipe loads).
+    ``quantizer`` is the INT8 quantizer; "qdq" (the shared Q/DQ ONNX) is what targets without a choice use."""
+
     target: str
     precision: str = "fp32"
-    quantizer: str = "qdq"  # int8 on openvino: the shared Q/DQ ONNX, or NNCF's own quantization
+    quantizer: str = "qdq"
+    options: tuple[tuple[str, Any], ...] = field(default=(), metadata={"config": REST})
+
+
+# Deploy-level settings that are defaults of a target option (for the targets that take it):
+# deploy key -> (option name, the precision it applies to, or None for every precision)
+OPTION_DEFAULTS: dict[str, tuple[str, str | None]] = {"static_shapes": ("static_shapes", None),
+                                                      "int8_float_layers": ("float_layers", "int8")}
 
 
 @dataclass(frozen=True)
@@ -41,18 +55,25 @@ class DeployConfig:
     qat_batch: int = 4
     qat_float_anchor: float = 1.0  # weight of keeping the un-quantized student at FP32 (0: QAT may drift)
     qat_scheme: str = "qdq"  # fake quantization mirrors "qdq" (ONNX Runtime's Q/DQ) or "openvino" (NNCF's)
-    static_shapes: bool = False  # OpenVINO compiles per input shape (fixed-size inputs run faster)
-    int8_float_layers: str = "fp32"  # OpenVINO INT8: precision of the layers left out of INT8 ("fp32" or "bf16")
+    static_shapes: bool = False  # targets that compile per input shape do (fixed-size inputs run faster)
+    int8_float_layers: str = "fp32"  # INT8 where the target offers it: precision of the layers left out of INT8
 
-    def target_options(self, choice: TargetChoice) -> dict | None:
-        """Build options of ``choice``'s target that follow from this config (OpenVINO: quantizer, shapes,
-        the precision of an INT8 artifact's float layers)."""
-        if choice.target != "openvino":
-            return None
-        options = {"quantizer": choice.quantizer, **({"static_shapes": True} if self.static_shapes else {})}
-        if choice.precision == "int8" and self.int8_float_layers != "fp32":
-            options["float_layers"] = self.int8_float_layers
-        return options
+    def target_options(self, choice: TargetChoice) -> TargetOptions:
+        """The typed build options of ``choice``'s target (a ``TargetOptions``): the entry's own options and
+        quantizer over the deploy-level defaults (:data:`OPTION_DEFAULTS`) that the target takes."""
+        from compressor.targets.table import options_class
+
+        cls = options_class(choice.target)
+        options = {**self._inherited(choice, cls.keys()), **dict(choice.options)}
+        if choice.quantizer != "qdq" or "quantizer" in cls.keys():
+            options["quantizer"] = choice.quantizer
+        typed = cls.from_mapping(options)
+        typed.check_precision(choice.precision)
+        return typed
+
+    def _inherited(self, choice: TargetChoice, keys: tuple[str, ...]) -> dict[str, Any]:
+        return {option: getattr(self, deploy_key) for deploy_key, (option, precision) in OPTION_DEFAULTS.items()
+                if option in keys and precision in (None, choice.precision)}
 
 
 @dataclass(frozen=True)
@@ -129,13 +150,20 @@ def load_recipe(name_or_path: str, *, quick: bool = False) -> Recipe:
 
 
 def _check_targets(deploy: DeployConfig) -> None:
+    from compressor.targets.options import TargetOptionError
     from compressor.targets.table import target_info
 
-    for i, choice in enumerate((*deploy.targets, deploy.reference_target)):
+    _check_option_defaults(deploy)
+    choices = [(f"deploy.targets[{i}]", choice) for i, choice in enumerate(deploy.targets)]
+    for where, choice in (*choices, ("deploy.reference_target", deploy.reference_target)):
         info = target_info(choice.target)
         if choice.precision not in info.precisions:
-            raise ConfigError(f"deploy.targets[{i}]: target '{choice.target}' does not support precision "
+            raise ConfigError(f"{where}: target '{choice.target}' does not support precision "
                               f"'{choice.precision}'; it supports: {', '.join(info.precisions)}")
+        try:
+            deploy.target_options(choice)
+        except TargetOptionError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     if not deploy.targets:
         raise ConfigError("deploy.targets: list at least one target")
     from compressor.targets.quantize import METHODS
@@ -143,15 +171,25 @@ def _check_targets(deploy: DeployConfig) -> None:
     if deploy.calibration_method not in METHODS:
         raise ConfigError(f"deploy.calibration_method: '{deploy.calibration_method}' is not one of "
                           f"{', '.join(METHODS)}{did_you_mean(deploy.calibration_method, METHODS)}")
-    from compressor.distill.qat import SCHEMES
+    from compressor.distill.int8.schemes import SCHEMES
 
     if deploy.qat_scheme not in SCHEMES:
         raise ConfigError(f"deploy.qat_scheme: '{deploy.qat_scheme}' is not one of {', '.join(SCHEMES)}"
                           f"{did_you_mean(deploy.qat_scheme, SCHEMES)}")
-    from compressor.targets.openvino import FLOAT_LAYERS
-
-    if deploy.int8_float_layers not in FLOAT_LAYERS:
-        raise ConfigError(f"deploy.int8_float_layers: '{deploy.int8_float_layers}' is not one of "
-                          f"{', '.join(FLOAT_LAYERS)}{did_you_mean(deploy.int8_float_layers, FLOAT_LAYERS)}")
     if deploy.calibration_samples < 1:
         raise ConfigError("deploy.calibration_samples: must be at least 1")
+
+
+def _check_option_defaults(deploy: DeployConfig) -> None:
+    """Each deploy-level option default is validated by every target's options class that takes the option
+    (whether or not the recipe lists that target)."""
+    from compressor.targets.options import TargetOptionError
+    from compressor.targets.table import TARGETS
+
+    for deploy_key, (option, _) in OPTION_DEFAULTS.items():
+        for info in TARGETS.values():
+            if option in info.options_class.keys():
+                try:
+                    info.options_class.from_mapping({option: getattr(deploy, deploy_key)})
+                except TargetOptionError as exc:
+                    raise ConfigError(f"deploy.{deploy_key}: {exc.problem}") from None

@@ -12,11 +12,18 @@ import json
 import platform
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+if not __package__:  # a script in a bundle folder (also under `python -I`): the folder's files form one package
+    sys.dont_write_bytecode = True
+    __package__ = "edge_compress_bundle"
+    sys.modules.setdefault(__package__, types.ModuleType(__package__)).__path__ = [str(Path(__file__).resolve().parent)]
+
+from .errors import print_error  # noqa: E402  (siblings: after the package is set up)
+from .measurement import host_info, latency_stats  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from run import host_info, latency_stats  # noqa: E402  (the bundle's run.py, beside this file)
 
 
 def build(manifest: dict) -> int:
@@ -69,12 +76,17 @@ def _trt_version() -> str:
 
 
 def main(argv=None) -> int:
+    """``build`` or ``profile [SECONDS]``; anything else prints the usage."""
     args = argv if argv is not None else sys.argv[1:]
-    manifest = json.loads((HERE / "manifest.json").read_text())
     if not args or args[0] not in ("build", "profile"):
         print(__doc__)
         return 2
-    return build(manifest) if args[0] == "build" else profile(manifest, float(args[1]) if len(args) > 1 else 3.0)
+    try:
+        manifest = json.loads((HERE / "manifest.json").read_text())
+        seconds = float(args[1]) if len(args) > 1 else 3.0
+        return build(manifest) if args[0] == "build" else profile(manifest, seconds)
+    except (OSError, ValueError, KeyError) as exc:
+        return print_error(exc)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 
 This one file serves the toolchain (training crops, evaluation through any engine) and deployment bundles
 (copied as ``tracker.py`` next to the bundle's ``run.py``), so the device runs exactly what was measured.
-It imports numpy only. The network is any object with ``infer(feed)`` (a toolchain Runner) or ``run(feed)``
-(a bundle backend) taking ``{"template", "search"}`` and returning ``score_map``, ``size_map``, ``offset_map``.
+It imports numpy and its runtime siblings only. The network is any object with ``infer(feed)`` (a toolchain
+Runner) or ``run(feed)`` (a bundle backend) taking ``{"template", "search"}`` and returning ``score_map``,
+``size_map``, ``offset_map``.
 
 Geometry: a crop of side ``sqrt(w * h) * factor`` centred on the box centre, zero outside the image,
 resized bilinearly to the network size with pixel-centre alignment and no rounding, so mapping a crop
@@ -19,11 +20,21 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
+import types
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+if not __package__:  # a script in a bundle folder (also under `python -I`): the folder's files form one package
+    sys.dont_write_bytecode = True
+    __package__ = "edge_compress_bundle"
+    sys.modules.setdefault(__package__, types.ModuleType(__package__)).__path__ = [str(Path(__file__).resolve().parent)]
+
+from .backends import open_backend  # noqa: E402  (siblings: after the package is set up)
+from .bundle import load_manifest  # noqa: E402
+from .errors import print_error  # noqa: E402
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,6 +95,7 @@ def crop_side(box: tuple[float, float, float, float], factor: float) -> float:
 
 
 def box_center(box) -> tuple[float, float]:
+    """Centre (x, y) of ``box`` (x, y, w, h)."""
     return box[0] + box[2] / 2, box[1] + box[3] / 2
 
 
@@ -196,21 +208,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     try:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also under `python -I`
-        import run  # the bundle's run.py, in the same folder
-
-        folder = run.Path(run.__file__).resolve().parent
-        manifest = run.load_manifest(folder)
+        folder = Path(__file__).resolve().parent
+        manifest = load_manifest(folder)
         frames = np.load(args.frames, mmap_mode="r")
         init = [float(v) for v in args.init.split(",")]
         if len(init) != 4 or frames.ndim != 4:
             raise ValueError("--init needs x,y,w,h and --frames an N x H x W x 3 array")
-        boxes = track_sequence(run.open_backend(folder, manifest, args.threads), frames, init,
+        boxes = track_sequence(open_backend(folder, manifest, args.threads), frames, init,
                                config_from_manifest(manifest))
     except (OSError, ValueError, KeyError, ImportError) as exc:
-        print(f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
-              file=sys.stderr)
-        return 2
+        return print_error(exc)
     text = "\n".join(",".join(f"{v:.2f}" for v in box) for box in boxes) + "\n"
     if args.output:
         with open(args.output, "w") as handle:

@@ -112,11 +112,46 @@ def test_build_bad_input(cli, files, tmp_path):
                               tmp_path), "does not support precision 'int3'")
     assert_one_line_error(cli("build", files["onnx"], "--target", "openvino", "--out", files["unwritable"]),
                           "output folder")
-    assert_one_line_error(cli("build", files["onnx"], "--target", "onnxruntime", "--static-shapes", "--out",
-                              tmp_path), "--static-shapes applies to the openvino target only")
-    assert_one_line_error(cli("build", files["onnx"], "--target", "onnxruntime", "--float-layers", "bf16", "--out",
-                              tmp_path), "--float-layers applies to the openvino target only")
     assert not list(tmp_path.glob("*.xml")) and not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("args, problem", [
+    # the flags are spellings of target options: the target's options class judges them
+    (["--target", "onnxruntime", "--static-shapes"],
+     "option 'static_shapes' does not apply to target onnxruntime (its options: provider)"),
+    (["--target", "onnxruntime", "--float-layers", "bf16"],
+     "option 'float_layers' does not apply to target onnxruntime"),
+    (["--target", "onnxruntime", "--quantizer", "nncf"], "option 'quantizer' does not apply to target onnxruntime"),
+    (["--target", "openvino", "--provider", "cuda"],
+     "option 'provider' does not apply to target openvino (its options: quantizer, static_shapes, float_layers)"),
+    (["--target", "openvino", "--quantizer", "nncff"],
+     "option 'quantizer' of target openvino: 'nncff' is not one of qdq, nncf (did you mean 'nncf'?)"),
+    (["--target", "openvino", "--float-layers", "bf16"],
+     "option 'float_layers' of target openvino: bf16 applies to int8 artifacts only, not fp32"),
+    # --option KEY=VALUE: unknown key, wrong type, bad choice, another target's key, malformed, given twice
+    (["--target", "openvino", "--option", "static_shape=true"],
+     "option 'static_shape' does not apply to target openvino (did you mean 'static_shapes'?)"),
+    (["--target", "openvino", "--option", "static_shapes=maybe"],
+     "option 'static_shapes' of target openvino: expected a boolean (true or false), got 'maybe'"),
+    (["--target", "openvino", "--option", "float_layers=int4"], "'int4' is not one of fp32, bf16"),
+    (["--target", "onnxruntime", "--option", "max_batch=8"], "option 'max_batch' does not apply to target onnxruntime"),
+    (["--target", "openvino", "--option", "static_shapes"], "--option takes KEY=VALUE, got 'static_shapes'"),
+    (["--target", "openvino", "--static-shapes", "--option", "static_shapes=false"],
+     "option 'static_shapes' is given twice"),
+])
+def test_build_options_are_validated_by_the_target(cli, files, tmp_path, args, problem):
+    assert_one_line_error(cli("build", files["onnx"], *args, "--out", tmp_path / "out"), problem)
+    assert not (tmp_path / "out").exists()  # judged before anything is written
+
+
+def test_build_generic_option_and_its_flag_spelling_agree(cli, exported, tmp_path):
+    sidecars = []
+    for spelling in (["--provider", "cpu"], ["--option", "provider=cpu"]):
+        built = cli("build", exported["tiny_convnet"].path, "--target", "onnxruntime", "--out", tmp_path, "--json",
+                    "--name", spelling[0].strip("-"), *spelling)
+        assert built.code == 0, built.err
+        sidecars.append(json.loads(built.out)["options"])
+    assert sidecars == [{"provider": "cpu"}] * 2
 
 
 def test_build_static_shapes_compares_at_several_batches(cli, exported, tmp_path):

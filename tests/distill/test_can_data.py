@@ -5,17 +5,8 @@ import numpy as np
 import pytest
 
 from compressor.distill.data.can import CLASSES, CanDataError, attack_from_name, load_capture, load_captures
-from compressor.runtime.detect import (
-    BYTE0,
-    DLC0,
-    ID0,
-    UNK_ID,
-    VOID,
-    CanLogError,
-    detect_format,
-    frame_tokens,
-    parse_lines,
-)
+from compressor.runtime.can_log import CanLogError, detect_format, parse_lines
+from compressor.runtime.can_tokens import BYTE0, DLC0, ID0, UNK_ID, VOID, frame_tokens
 
 CSV_ROWS = """\
 1478198376.389427,0316,8,05,21,68,09,21,21,00,6f,R

@@ -14,7 +14,7 @@ from compressor.distill.data.can_generator import (
     generate,
     write_log,
 )
-from compressor.runtime.detect import read_log
+from compressor.runtime.can_log import read_log
 
 
 @pytest.fixture(scope="module")

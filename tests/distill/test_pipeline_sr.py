@@ -155,16 +155,16 @@ def test_int8_parity_feeds_are_task_data_batched_like_the_random_ones():
     from types import SimpleNamespace
 
     from compressor.core.tensor_spec import TensorSpec
-    from compressor.distill.pipeline import _parity_feeds
+    from compressor.distill.report.build import parity_feeds
 
     samples = [{"image": np.full((1, 3, 4, 4), i, np.float32)} for i in range(6)]
     task = SimpleNamespace(calibration_feeds=lambda count: samples[:count])
     deploy = SimpleNamespace(compare_count=2, compare_batches=(1, 2))
     spec = TensorSpec.parse("image:Nx3x4x4:float32:0..1")
     int8 = SimpleNamespace(precision="int8", inputs=[spec])
-    feeds, kind = _parity_feeds(int8, task, deploy, seed=0)
+    feeds, kind = parity_feeds(int8, task, deploy, seed=0)
     assert kind == "task data" and [f["image"].shape[0] for f in feeds] == [1, 1, 2, 2]
     assert [f["image"][:, 0, 0, 0].tolist() for f in feeds] == [[0], [1], [2, 3], [4, 5]]
-    feeds, kind = _parity_feeds(SimpleNamespace(precision="fp32", inputs=[spec]), task, deploy, seed=0)
+    feeds, kind = parity_feeds(SimpleNamespace(precision="fp32", inputs=[spec]), task, deploy, seed=0)
     assert kind == "random" and [f["image"].shape[0] for f in feeds] == [1, 1, 2, 2]
     assert all(0 <= f["image"].min() and f["image"].max() <= 1 and f["image"].std() > 0.1 for f in feeds)

@@ -1,4 +1,4 @@
-"""Quantization-aware fine-tuning: its fake quantizer matches the Q/DQ exporter, and it lowers INT8 error."""
+"""Quantization-aware fine-tuning: its fake quantizer matches the Q/DQ exporter and NNCF, and it lowers INT8 error."""
 import copy
 
 import numpy as np
@@ -10,7 +10,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from compressor.core.tensor_spec import TensorSpec
-from compressor.distill.qat import QatOptions, activation_ranges, fake_quantized, quantization_aware_finetune
+from compressor.distill.int8.fake_quant import fake_quantized
+from compressor.distill.int8.qat import QatMirror, QatOptions, quantization_aware_finetune
+from compressor.distill.int8.ranges import NNCF_MEAN_MIN_MAX, activation_ranges
 from compressor.targets.graph_rewrites import concat_conv_parts
 from compressor.targets.onnx import export_onnx
 from compressor.targets.quantize import Int8Options, quantize_qdq
@@ -73,10 +75,11 @@ def test_fake_quantizer_matches_the_qdq_exporter(setup):
 def test_finetuning_lowers_int8_error_and_leaves_the_model_alone(setup):
     folder, model, onnx_path, groups, feeds, x = setup
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    tuned, summary = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=80, lr=1e-3, batch=4),
-                                                 input_groups=groups)
+    result = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=80, lr=1e-3, batch=4),
+                                         QatMirror(input_groups=groups))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert summary["relative_l1_to_fp32_after"] < summary["relative_l1_to_fp32_before"]
+    assert result.relative_l1_after < result.relative_l1_before
+    tuned = result.model
     reference = model(torch.from_numpy(x)).detach().numpy()
     ptq = quantize_qdq(onnx_path, folder / "ptq2.onnx", feeds, Int8Options(use_cache=False))
     tuned_onnx = export_onnx(tuned, [SPEC], ["y"], folder / "tuned.onnx").path
@@ -89,9 +92,9 @@ def test_float_anchor_keeps_the_unquantized_model_near_fp32(setup):
     reference = model(torch.from_numpy(x)).detach().numpy()
     drift = {}
     for anchor in (0.0, 1.0):
-        tuned, _ = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=60, lr=3e-3, batch=4,
-                                                                             float_anchor=anchor),
-                                               input_groups=groups)
+        tuned = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=60, lr=3e-3, batch=4,
+                                                                          float_anchor=anchor),
+                                            QatMirror(input_groups=groups)).model
         drift[anchor] = _error(tuned(torch.from_numpy(x)).detach().numpy(), reference)
     assert drift[1.0] < 0.5 * drift[0.0]
 
@@ -99,7 +102,7 @@ def test_float_anchor_keeps_the_unquantized_model_near_fp32(setup):
 def _nncf_openvino(onnx_path, feeds, ranges_from=None, **advanced):
     import openvino as ov
 
-    from compressor.targets.quantize import quantize_nncf
+    from compressor.targets.openvino.nncf import quantize_nncf
 
     model = quantize_nncf(onnx_path, feeds, Int8Options(use_cache=False, extra=advanced, ranges_from=ranges_from))
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
@@ -108,7 +111,7 @@ def _nncf_openvino(onnx_path, feeds, ranges_from=None, **advanced):
 
 def _half_range_layers(onnx_path) -> list[str]:
     """The layers NNCF quantizes with half the weight range on this CPU (none where it has VNNI)."""
-    from compressor.targets.quantize import nncf_half_range_weights
+    from compressor.targets.openvino.nncf import nncf_half_range_weights
 
     return [name.removesuffix(".weight") for name in nncf_half_range_weights(onnx_path)]
 
@@ -116,14 +119,14 @@ def _half_range_layers(onnx_path) -> list[str]:
 def test_openvino_scheme_simulates_nncf_on_openvino(setup):
     """Asymmetric inputs only, NNCF's ranges, NNCF's weight range: the numbers OpenVINO computes from NNCF's
     model (bias correction off: it changes biases, which training leaves to NNCF)."""
-    from compressor.targets.quantize import first_conv_weights
+    from compressor.targets.openvino.nncf import first_conv_weights
 
     _, model, onnx_path, groups, feeds, x = setup
     assert first_conv_weights(onnx_path) == ["head.weight"]
     half = _half_range_layers(onnx_path)
     _, deployed = _nncf_openvino(onnx_path, feeds, disable_bias_correction=True)
     probe = copy.deepcopy(model)
-    ranges = activation_ranges(probe, feeds, ["x"], groups, scheme="openvino")
+    ranges = activation_ranges(probe, feeds, ["x"], groups, NNCF_MEAN_MIN_MAX)
     with fake_quantized(probe, ranges, groups, half_range=half), torch.no_grad():
         simulated = probe(torch.from_numpy(x)).numpy()
     reference = model(torch.from_numpy(x)).detach().numpy()
@@ -142,9 +145,10 @@ def test_openvino_scheme_uses_nncfs_activation_ranges(setup):
                        float(fq.input_value(2).get_node().get_data().item()))
                       for fq in nncf_model.get_ops() if fq.get_type_name() == "FakeQuantize"
                       and fq.input_value(1).get_node().get_data().size == 1)  # activations (weights: per channel)
-    ranges = activation_ranges(model, feeds, ["x"], groups, scheme="openvino")
-    assert all(out is None or out == [None, None] for _, out in ranges.values())  # outputs stay float
-    simulated = sorted({r for inputs, _ in ranges.values() for r in (inputs if isinstance(inputs, list) else [inputs])})
+    ranges = activation_ranges(model, feeds, ["x"], groups, NNCF_MEAN_MIN_MAX)
+    assert all(r is None for layer in ranges.values() for r in layer.outputs)  # outputs stay float
+    assert all(not r.symmetric for layer in ranges.values() for r in layer.inputs)
+    simulated = sorted({(r.low, r.high) for layer in ranges.values() for r in layer.inputs})
     np.testing.assert_allclose(simulated, deployed, rtol=1e-5, atol=1e-6)
 
 
@@ -152,9 +156,9 @@ def test_openvino_scheme_finetuning_lowers_nncf_int8_error(setup):
     folder, model, onnx_path, groups, feeds, x = setup
     reference = model(torch.from_numpy(x)).detach().numpy()
     _, ptq = _nncf_openvino(onnx_path, feeds)
-    tuned, _ = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=200, lr=1e-3, batch=4,
-                                                                         scheme="openvino"), input_groups=groups,
-                                           half_range=_half_range_layers(onnx_path))
+    tuned = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=200, lr=1e-3, batch=4),
+                                        QatMirror(NNCF_MEAN_MIN_MAX, groups,
+                                                  half_range=tuple(_half_range_layers(onnx_path)))).model
     # bias correction off after QAT (training already compensated; NNCF's correction would undo some of it)
     _, qat = _nncf_openvino(export_onnx(tuned, [SPEC], ["y"], folder / "tuned_ov.onnx").path, feeds,
                             disable_bias_correction=True)
@@ -164,15 +168,14 @@ def test_openvino_scheme_finetuning_lowers_nncf_int8_error(setup):
 def test_nncf_deploys_the_ranges_qat_trained_for(setup):
     """QAT keeps the ranges fixed (NNCF's for the FP32 model) while the weights adapt: NNCF given those ranges
     (``ranges_from`` the FP32 model) computes exactly the simulated model; its own re-estimate does not."""
-    from compressor.targets.quantize import activation_ranges_nncf
+    from compressor.targets.openvino.nncf import activation_ranges_nncf
 
     folder, model, onnx_path, groups, feeds, x = setup
     half = _half_range_layers(onnx_path)
-    tuned, _ = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=150, lr=3e-3, batch=4,
-                                                                         scheme="openvino"),
-                                           input_groups=groups, half_range=half)
+    tuned = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=150, lr=3e-3, batch=4),
+                                        QatMirror(NNCF_MEAN_MIN_MAX, groups, half_range=tuple(half))).model
     probe = copy.deepcopy(tuned)
-    with fake_quantized(probe, activation_ranges(model, feeds, ["x"], groups, scheme="openvino"), groups,
+    with fake_quantized(probe, activation_ranges(model, feeds, ["x"], groups, NNCF_MEAN_MIN_MAX), groups,
                         half_range=half), torch.no_grad():
         simulated = probe(torch.from_numpy(x)).numpy()
     fp32_model, _ = _nncf_openvino(onnx_path, feeds)
@@ -189,12 +192,12 @@ def test_nncf_deploys_the_ranges_qat_trained_for(setup):
 def test_qdq_deploys_the_ranges_qat_trained_for(setup):
     """The same for the Q/DQ exporter: ONNX Runtime quantizes the fine-tuned model with the FP32 model's
     calibrated ranges (the ones the ``qdq`` scheme trained with)."""
-    from compressor.distill.qat import ranges_from_exporter
+    from compressor.distill.int8.ranges import ranges_from_exporter
     from compressor.targets.quantize import qdq_layer_scales
 
     folder, model, onnx_path, groups, feeds, x = setup
-    tuned, _ = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=150, lr=3e-3, batch=4),
-                                           input_groups=groups)
+    tuned = quantization_aware_finetune(model, feeds, ["x"], QatOptions(iterations=150, lr=3e-3, batch=4),
+                                        QatMirror(input_groups=groups)).model
     fp32_qdq = quantize_qdq(onnx_path, folder / "fp32_qdq.onnx", feeds, Int8Options(use_cache=False))
     tuned_onnx = export_onnx(tuned, [SPEC], ["y"], folder / "tuned_qdq.onnx").path
     given = quantize_qdq(tuned_onnx, folder / "given.onnx", feeds,
@@ -211,7 +214,7 @@ def test_qdq_deploys_the_ranges_qat_trained_for(setup):
 
 def test_ranges_naming_no_quantizer_are_refused(setup):
     from compressor.core.errors import BuildError
-    from compressor.targets.quantize import set_activation_ranges
+    from compressor.targets.openvino.nncf import set_activation_ranges
 
     _, _, onnx_path, _, feeds, _ = setup
     quantized, _ = _nncf_openvino(onnx_path, feeds)
@@ -221,7 +224,8 @@ def test_ranges_naming_no_quantizer_are_refused(setup):
 
 def test_trained_ranges_with_every_layer_kept_in_float_quantize_nothing(setup):
     """The gate may keep every layer in float: the trained ranges then have no quantizer to go to."""
-    from compressor.targets.quantize import activation_ranges_nncf, quantizable_nodes, quantize_nncf
+    from compressor.targets.openvino.nncf import activation_ranges_nncf, quantize_nncf
+    from compressor.targets.quantize import quantizable_nodes
 
     _, _, onnx_path, _, feeds, x = setup
     model = quantize_nncf(onnx_path, feeds, Int8Options(use_cache=False, ranges_from=str(onnx_path),
@@ -230,7 +234,14 @@ def test_trained_ranges_with_every_layer_kept_in_float_quantize_nothing(setup):
     assert not [op for op in model.get_ops() if op.get_type_name() == "FakeQuantize"]
 
 
-def test_unknown_scheme_is_refused(setup):
-    _, model, _, groups, feeds, _ = setup
-    with pytest.raises(ValueError, match="unknown QAT scheme 'tensorrt'"):
-        activation_ranges(model, feeds, ["x"], groups, scheme="tensorrt")
+def test_unknown_scheme_is_refused():
+    from compressor.core.errors import UnknownNameError
+    from compressor.distill.int8.schemes import qat_scheme
+
+    with pytest.raises(UnknownNameError, match="unknown QAT scheme 'tensorrt'"):
+        qat_scheme("tensorrt")
+
+
+def test_exporter_scales_go_with_symmetric_activations_only():
+    with pytest.raises(ValueError, match="symmetric activations only"):
+        QatMirror(NNCF_MEAN_MIN_MAX, exporter_scales={"head.weight": {"input": 0.1}})

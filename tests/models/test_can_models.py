@@ -1,4 +1,4 @@
-"""LSF-IDM models: forward, backward, declared int64 inputs, sizes (their export is checked by tests/test_pipeline_ids.py)."""
+"""LSF-IDM models: forward, backward, declared int64 inputs, sizes (export: tests/models/test_every_model.py)."""
 from __future__ import annotations
 
 import pytest

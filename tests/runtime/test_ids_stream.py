@@ -10,16 +10,8 @@ import numpy as np
 import pytest
 
 from compressor.distill.data.can_generator import VEHICLE, GeneratorConfig, csv_lines, generate
-from compressor.runtime.detect import (
-    ID0,
-    UNK_ID,
-    StreamDetector,
-    frame_tokens,
-    id_table,
-    stream_fd,
-    stream_replay,
-    window_tokens,
-)
+from compressor.runtime.can_stream import StreamDetector, stream_fd, stream_replay
+from compressor.runtime.can_tokens import ID0, UNK_ID, frame_tokens, id_table, window_tokens
 
 CLASSES = ["normal", "dos", "fuzzy", "gear", "rpm"]
 
@@ -80,7 +72,7 @@ def test_summary_counts_flags_latency_and_bus_rate(dos_capture):
                                             "precision": 1.0, "recall": 1.0}
     assert summary["bus_rate_frames_per_s"] == pytest.approx((len(frames) - 1) / (frames.ts[-1] - frames.ts[0]))
     assert summary["real_time_factor"] == pytest.approx(len(frames) / summary["bus_rate_frames_per_s"])
-    assert summary["latency_ms"]["p50"] > 0 and summary["mean_batch"] == pytest.approx(len(frames) / 
+    assert summary["latency_ms"]["p50"] > 0 and summary["mean_batch"] == pytest.approx(len(frames) /
                                                                                          summary["batches"])
 
 

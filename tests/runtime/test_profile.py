@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from compressor.runtime.run import latency_stats, measure_call, timed_loop
+from compressor.runtime.measurement import latency_stats, measure_call, timed_loop
 
 
 def test_latency_stats_match_numpy():

@@ -1,8 +1,5 @@
 """The numpy tracker runtime: crop geometry, decoding, mapping back, and a full tracking loop whose network
 reads the target out of the search crop it is given (so every coordinate transform is exercised)."""
-import ast
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -16,14 +13,6 @@ from compressor.runtime.tracker import (
     map_back,
     track_sequence,
 )
-
-
-def test_runtime_imports_only_numpy_and_the_standard_library():
-    source = Path(__file__).resolve().parents[2] / "compressor" / "runtime" / "tracker.py"
-    tree = ast.parse(source.read_text())
-    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert names <= {"numpy", "argparse", "math", "os", "sys", "dataclasses", "__future__", "run"}
 
 
 def test_crop_identity_and_zero_padding():

@@ -20,9 +20,9 @@ def built(request, exported, tmp_path_factory):
     try:
         builder = load_target(cls.target)
         if cls.target == "tensorrt":
-            from compressor.targets.tensorrt import _gpu_name, tensorrt_version
+            from compressor.targets.tensorrt import gpu_name, tensorrt_version
 
-            tensorrt_version(), _gpu_name()
+            tensorrt_version(), gpu_name()
     except MissingDependencyError as exc:
         pytest.skip(str(exc))
     built = {}

@@ -16,7 +16,8 @@ from tests.support import MODEL_KINDS
 
 
 class TargetContract:
-    """Subclasses set ``target``, ``precision`` and ``package`` (the ``built`` fixture is in this folder's conftest.py)."""
+    """Subclasses set ``target``, ``precision``, ``package`` and maybe ``options`` (the ``built`` fixture is in
+    this folder's conftest.py)."""
 
     target = ""
     precision = "fp32"

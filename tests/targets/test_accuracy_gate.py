@@ -115,7 +115,7 @@ def test_float_gain_ranking_finds_the_outlier_reader_and_one_node_restores_the_b
     import onnxruntime as ort
 
     from compressor.targets.accuracy_gate import _output_error, _with_float_node, rank_by_float_gain
-    from compressor.targets.quantize import nncf_like_qdq_options
+    from compressor.targets.openvino.nncf import nncf_like_qdq_options
 
     _, fp32, calib, evalset = outlier_model
     build = lambda exclude: quantize_qdq(fp32, tmp_path / f"q{len(exclude)}.onnx", calib,  # noqa: E731
@@ -140,7 +140,7 @@ def test_nncf_like_qdq_quantizes_layer_inputs_only_with_zero_points(outlier_mode
     import onnx
     from onnx import numpy_helper
 
-    from compressor.targets.quantize import nncf_like_qdq_options
+    from compressor.targets.openvino.nncf import nncf_like_qdq_options
 
     _, fp32, calib, _ = outlier_model
     graph = onnx.load(str(quantize_qdq(fp32, tmp_path / "q.onnx", calib, nncf_like_qdq_options(use_cache=False)))).graph

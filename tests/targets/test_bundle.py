@@ -9,6 +9,7 @@ import pytest
 
 from compressor.core.errors import BundleError
 from compressor.core.files import sha256_file
+from compressor.runtime import files_for
 from compressor.targets.bundle import create_bundle, verify_bundle
 from compressor.targets.profile import ProfileOptions
 from compressor.targets.table import load_target
@@ -28,8 +29,8 @@ def test_bundle_layout_and_manifest(ort_bundle):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert {"name", "created", "toolchain", "runtime", "inputs", "outputs", "target", "precision", "files"} <= set(manifest)
     assert manifest["target"] == "onnxruntime" and manifest["inputs"][0]["dtype"] == "int64"
-    assert set(manifest["files"]) == {"model/tiny_token_bilstm_fp32.onnx", "golden.npz", "profile.json", "run.py",
-                                      "README.md"}
+    assert set(manifest["files"]) == {"model/tiny_token_bilstm_fp32.onnx", "golden.npz", "profile.json",
+                                      "README.md", *files_for("engine")}
     for rel, digest in manifest["files"].items():
         assert sha256_file(folder / rel) == digest
     profile = json.loads((folder / "profile.json").read_text())
@@ -41,7 +42,7 @@ def test_bundle_layout_and_manifest(ort_bundle):
 def test_verify_archive_and_folder(ort_bundle):
     report = verify_bundle(ort_bundle.archive)
     assert report["checksums"] == "ok" and report["selftest"]["selftest"] is True
-    assert verify_bundle(ort_bundle.folder, run_selftest=False)["files"] == 5
+    assert verify_bundle(ort_bundle.folder, run_selftest=False)["files"] == 4 + len(files_for("engine"))
 
 
 def test_run_py_needs_only_numpy_and_onnxruntime(ort_bundle, runtime_only_python):

@@ -29,7 +29,7 @@ class TestOnnxRuntimeINT8(TargetContract):
 
 
 def test_auto_providers_prefer_gpu_and_end_with_cpu():
-    from compressor.runtime.run import select_providers
+    from compressor.runtime.backends import select_providers
 
     available = ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
     assert select_providers(available) == ["TensorrtExecutionProvider", "CUDAExecutionProvider",

@@ -57,7 +57,8 @@ def test_nncf_keeps_exactly_the_named_layers_in_float(exported):
     import numpy as np
     import onnx
 
-    from compressor.targets.quantize import Int8Options, quantize_nncf
+    from compressor.targets.openvino.nncf import quantize_nncf
+    from compressor.targets.quantize import Int8Options
 
     path = exported["tiny_convnet"].path
     convs = [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
@@ -80,7 +81,7 @@ def test_static_shapes_compile_per_shape_and_match_the_dynamic_model(exported, t
     same outputs as the dynamic-shape model."""
     import numpy as np
 
-    import compressor.runtime.run as runtime
+    import compressor.runtime.backends as runtime
 
     monkeypatch.setattr(runtime, "STATIC_SHAPE_CACHE", 2)
     dynamic = load_target("openvino").build(exported["tiny_convnet"].path, precision="fp32", out_dir=tmp_path,
@@ -109,7 +110,6 @@ def test_int8_float_layers_in_bf16(exported, tmp_path):
     import numpy as np
     import onnx
 
-    from compressor.core.errors import BuildError
     from compressor.targets.openvino import cpu_supports_bf16
     from compressor.targets.quantize import Int8Options
 
@@ -135,8 +135,26 @@ def test_int8_float_layers_in_bf16(exported, tmp_path):
     scale = float(np.abs(outputs["fp32"]).max())
     difference = float(np.abs(outputs["bf16"] - outputs["fp32"]).max())
     assert 0 < difference < 0.05 * scale
-    with pytest.raises(BuildError, match="applies to int8 artifacts only"):
-        load_target("openvino").build(path, precision="fp32", out_dir=tmp_path, options={"float_layers": "bf16"})
-    with pytest.raises(BuildError, match="unknown float_layers 'int4'"):
-        load_target("openvino").build(path, precision="int8", out_dir=tmp_path, calibration=feeds,
-                                      options={"float_layers": "int4"})
+
+
+def test_options_are_checked_before_building(exported, tmp_path):
+    """Bad options fail before any conversion: float layers of a non-int8 artifact, a bad choice, another
+    target's option; typed options and mappings build the same sidecar keys."""
+    from compressor.core.feeds import random_feeds
+    from compressor.targets.openvino import OpenVinoOptions
+    from compressor.targets.options import TargetOptionError
+
+    path = exported["tiny_convnet"].path
+    feeds = random_feeds(exported["tiny_convnet"].inputs, count=2)
+    target = load_target("openvino")
+    with pytest.raises(TargetOptionError, match="'float_layers' of target openvino: bf16 applies to int8 artifacts"):
+        target.build(path, precision="fp32", out_dir=tmp_path, options={"float_layers": "bf16"})
+    with pytest.raises(TargetOptionError, match="'int4' is not one of fp32, bf16"):
+        target.build(path, precision="int8", out_dir=tmp_path, calibration=feeds, options={"float_layers": "int4"})
+    with pytest.raises(TargetOptionError, match="option 'provider' does not apply to target openvino"):
+        target.build(path, precision="fp32", out_dir=tmp_path, options={"provider": "cpu"})
+    assert not list(tmp_path.iterdir())
+    typed = target.build(path, precision="fp32", out_dir=tmp_path, name="typed",
+                         options=OpenVinoOptions(static_shapes=True))
+    mapped = target.build(path, precision="fp32", out_dir=tmp_path, name="mapped", options={"static_shapes": True})
+    assert typed.options == mapped.options == {"device": "CPU", "inference_precision": "f32", "static_shapes": True}

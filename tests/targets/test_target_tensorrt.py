@@ -5,7 +5,7 @@ import pytest
 
 from compressor.core.errors import UnsupportedPrecisionError
 from compressor.core.tensor_spec import TensorSpec
-from compressor.targets.tensorrt_plan import make_plan, make_profiles, parse_version
+from compressor.targets.tensorrt import make_plan, make_profiles, parse_version
 from tests.targets.contract import TargetContract
 
 SPECS = [TensorSpec.parse("image:Nx3xH=64xW=48:float32:0..1")]

@@ -17,15 +17,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from compressor.core.errors import CompressError
-from compressor.runtime.detect import (
-    CanLogError,
-    Frames,
-    frame_tokens,
-    id_table,
-    parse_lines,
-    sequence_length,
-    window_tokens,
-)
+from compressor.runtime.can_log import CanLogError, Frames, parse_lines
+from compressor.runtime.can_tokens import frame_tokens, id_table, sequence_length, window_tokens
 
 log = logging.getLogger(__name__)
 CLASSES = ("normal", "dos", "fuzzy", "gear", "rpm")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor.core.errors import CompressError
-from compressor.runtime.detect import Frames
+from compressor.runtime.can_log import Frames
 
 
 class GeneratorError(CompressError):

@@ -1,7 +1,7 @@
 """Tasks: what a recipe trains and how its metric is measured. ``TASKS`` maps a recipe's ``task`` to a class."""
-from compressor.distill.tasks.base import TASKS, RoleModel, Task
+from compressor.distill.tasks.base import TASKS, BundleExtras, Evaluation, RoleModel, Task
 
-__all__ = ["TASKS", "RoleModel", "Task"]
+__all__ = ["TASKS", "BundleExtras", "Evaluation", "RoleModel", "Task"]
 
 
 def _register_builtin() -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -20,9 +20,17 @@ from compressor.distill.data.can import CLASSES, WindowSet
 from compressor.distill.distillers.logit_kd import FeaturePair, LogitKDistiller, LogitKDWeights, teacher_outputs
 from compressor.distill.losses.kd import FeatureFusionLoss
 from compressor.distill.metrics.ids import flat_metrics, ids_report
-from compressor.distill.tasks.base import TASKS, RoleModel, RunContext, Task
+from compressor.distill.tasks.base import (
+    TASKS,
+    BundleExtras,
+    Evaluation,
+    RoleModel,
+    RunContext,
+    Task,
+    training_summary,
+)
 from compressor.distill.trainer import TrainSchedule, seed_everything, train
-from compressor.runtime.detect import VOCAB, sequence_length
+from compressor.runtime.can_tokens import VOCAB, sequence_length
 from compressor.targets.base import Runner
 
 log = logging.getLogger(__name__)
@@ -114,20 +122,12 @@ class CanIntrusionTask(Task):
         self._windows: dict[str, WindowSet] | None = None
         self.id_vocab: list[int] | None = None
         self._data_summary: dict[str, Any] = {}
-        self._engines: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ data
-    def check_inputs(self) -> None:
-        for role in ("teacher", "student"):
-            path = self._weights(role)
-            if path is not None and not Path(path).is_file():
-                raise ConfigError(f"{role} weights file not found: {path}")
+    def check_data(self) -> None:
         if len(self.settings.distill.feature_pair) != 2:
             raise ConfigError("distill.feature_pair: give [student_module_path, teacher_module_path]")
         self.windows()
-
-    def _weights(self, role: str) -> str | None:
-        return self.context.weights.get(role) or getattr(self.settings, role).weights
 
     def windows(self) -> dict[str, WindowSet]:
         """Train / val / test windows (built once: captures are generated or read, then split in time)."""
@@ -135,7 +135,7 @@ class CanIntrusionTask(Task):
             from compressor.distill.data.can import build_windows, generated_captures, load_captures
 
             d = self.settings.data
-            source = str(self.context.data) if self.context.data is not None else d.source
+            source = self.data_source(d.source)
             if source == "generate":
                 captures = generated_captures(d.generate.seconds, seed=self.context.seed,
                                               injected_fraction=d.generate.injected_fraction)
@@ -184,28 +184,22 @@ class CanIntrusionTask(Task):
         baseline = self._student(teacher, kd=False)
         return {"teacher": teacher, "student": student, "baseline": baseline}
 
-    def _create(self, spec: IdsModel):
+    def _create(self, spec: IdsModel, weights: str | None):
+        """``spec``'s model for this data's windows, with ``weights`` loaded when given."""
         from compressor.models import create_model
 
         kwargs = {"seq_len": self.seq_len, "vocab": VOCAB, "classes": len(CLASSES)}
         if spec.dropout is not None:
             kwargs["dropout"] = spec.dropout
-        return create_model(spec.model, **kwargs)
-
-    def _load(self, model, path: str):
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except (RuntimeError, ValueError, KeyError, OSError) as exc:
-            raise ConfigError(f"cannot load weights {path}: {str(exc).strip().splitlines()[0]}") from None
-        return model
+        return create_model(spec.model, weights=weights, **kwargs)
 
     def _teacher(self) -> RoleModel:
-        spec, weights = self.settings.teacher, self._weights("teacher")
+        spec, weights = self.settings.teacher, self.role_weights("teacher")
         seed_everything(self.context.seed)
-        model = self._create(spec)
         if weights:
             self.context.stage(f"teacher: loading {spec.model} weights {weights}")
-            return RoleModel(self._load(model, weights).eval(), ["logits"], origin=f"weights {weights}")
+            return RoleModel(self._create(spec, weights).eval(), ["logits"], origin=f"weights {weights}")
+        model = self._create(spec, None)
         self.context.stage(f"teacher: training {spec.model} for {spec.train.iterations} iterations (cross-entropy)")
         distiller = LogitKDistiller(model.train(), LogitKDWeights(label=1.0, soft=0.0))
         result, chosen = self._fit(distiller, model, spec.train, self.context.seed, None, "teacher")
@@ -221,9 +215,7 @@ class CanIntrusionTask(Task):
         self.context.stage(f"{role}: training {spec.model} for {spec.train.iterations} iterations "
                            f"({terms if kd else 'cross-entropy only, no KD'})")
         seed_everything(self.context.seed + 1)  # the student and the baseline start from the same weights
-        model = self._create(spec)
-        if self._weights("student"):
-            self._load(model, self._weights("student"))
+        model = self._create(spec, self.role_weights("student"))
         pair = FeaturePair(*d.feature_pair)
         targets, fusion = None, None
         if weights.uses_teacher:
@@ -284,36 +276,49 @@ class CanIntrusionTask(Task):
         return [{name: train.tokens[np.sort(order[i:i + size])].astype(np.int64)} for i in range(0, len(order), size)]
 
     def evaluate(self, runner: Runner) -> dict[str, float]:
+        return self.evaluate_with_findings(runner).metrics
+
+    def evaluate_with_findings(self, runner: Runner) -> Evaluation:
+        """The table metrics of ``runner`` on the test windows; findings: its full detection report (per class,
+        confusion matrix, per capture)."""
         test = self.windows()["test"]
         name = runner.input_specs[0].name
         logits = np.concatenate([next(iter(runner.infer({name: tokens}).values())) for tokens in self._chunks(test)])
         predicted = logits.argmax(axis=1)
         report = ids_report(test.labels, predicted, CLASSES)
-        report["per_capture"] = _per_capture(test, predicted, self._data_summary.get("captures", []))
-        self._engines[runner.name] = report
+        report["per_capture"] = _per_capture(test, predicted, self.data_summary()["captures"])
         flat = flat_metrics(report)
-        return {key: flat[key] for key in TABLE_METRICS}
+        return Evaluation(runner.name, {key: flat[key] for key in TABLE_METRICS}, report)
 
-    def bundle_extras(self) -> dict[str, Path]:
-        """``detect.py`` (the streaming detector, numpy-only) and the tokeniser settings it reads."""
-        from compressor.core.files import write_json
+    def data_summary(self) -> dict[str, Any]:
+        """Source, windowing, captures and per-split class counts of the data (loaded once)."""
+        self.windows()
+        return self._data_summary
+
+    def bundle_extras(self) -> BundleExtras:
+        """``detect.py`` (the streaming detector, numpy-only) and ``ids_config.json``, the tokeniser settings
+        it reads (the ID vocabulary comes from the training data)."""
         from compressor.runtime import files_for as runtime_files
 
         d = self.settings.data
-        self.windows()  # the ID vocabulary comes from the training data
+        self.windows()
         config = {"window": d.window, "context": d.context, "classes": list(CLASSES), "input": "tokens",
                   "output": "logits", "tokens_per_window": self.seq_len, "vocab": VOCAB,
                   "id_vocab": self.id_vocab}
-        path = write_json(Path(self.context.out_dir) / "ids_config.json", config)
-        return {**runtime_files("can-detector"), "ids_config.json": Path(path)}
+        return {**runtime_files("can-detector"), "ids_config.json": (json.dumps(config, indent=2) + "\n").encode()}
 
-    def report_details(self) -> dict[str, Any]:
-        return {"data": self._data_summary, "engines": self._engines}
+    def report_details(self, evaluations: Sequence[Evaluation] = ()) -> dict[str, Any]:
+        return {"data": self.data_summary(), "engines": _engine_reports(evaluations)}
 
-    def report_markdown(self) -> str:
+    def report_markdown(self, evaluations: Sequence[Evaluation] = ()) -> str:
         from compressor.distill.tasks.ids_report import render_details
 
-        return render_details(self._data_summary, self._engines)
+        return render_details(self.data_summary(), _engine_reports(evaluations))
+
+
+def _engine_reports(evaluations: Sequence[Evaluation]) -> dict[str, dict[str, Any]]:
+    """``{engine: detection report}`` of each evaluated engine (the last evaluation of an engine counts)."""
+    return {e.engine: e.findings for e in evaluations if e.findings}
 
 
 @contextlib.contextmanager
@@ -352,11 +357,7 @@ def _per_capture(windows: WindowSet, predicted: np.ndarray, captures: list[dict]
 
 
 def _summary(result, chosen) -> dict:
-    summary = {"iterations": result.iterations, "seconds": round(result.seconds, 2),
-               "final_loss": result.final_loss, "loss_curve": [round(v, 5) for v in result.losses]}
-    if chosen:
-        summary["selected"] = chosen
-    return summary
+    return training_summary(result, **({"selected": chosen} if chosen else {}))
 
 
 TASKS.register("can-intrusion")(CanIntrusionTask)

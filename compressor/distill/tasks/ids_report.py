@@ -25,7 +25,8 @@ def render_details(data: dict[str, Any], engines: dict[str, dict[str, Any]]) -> 
     lines += ["", "## Detection by class (test split)", "",
               "Each attack class against the rest; `attack` is any attack against normal. Fuzzy is the hard "
               "case: DoS and spoofing are separable by ID and payload alone.", "",
-              "| engine | class | precision | recall | F1 | FNR | FPR | support |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+              "| engine | class | precision | recall | F1 | FNR | FPR | support |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for engine, report in engines.items():
         rows = [(name, report["classes"][name]) for name in report["class_names"][1:]] + [("attack", report["attack"])]
         for name, s in rows:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from compressor.core.tensor_spec import TensorSpec
-from compressor.distill.config import ConfigError
 from compressor.distill.distillers import AffinityKDWeights, FeatureAffinityDistiller
 from compressor.distill.losses import SpatialAffinityLoss
-from compressor.distill.tasks.base import TASKS, RoleModel, RunContext, Task
+from compressor.distill.tasks.base import TASKS, RoleModel, RunContext, Task, training_summary
 from compressor.distill.trainer import TrainSchedule, cycle, seed_everything, train
 from compressor.targets.base import Runner
 
@@ -95,29 +93,14 @@ class SuperResolutionTask(Task):
 
     def __init__(self, settings: SRSettings, context: RunContext) -> None:
         super().__init__(settings, context)
-        self.train_source, self.val_source = self._sources()
+        data = settings.data
+        self.train_source, self.val_source = self.data_sources(data.train, data.val, val_beside_folder=data.val)
         self._val_images: list | None = None
 
     # ------------------------------------------------------------ inputs
-    def _sources(self) -> tuple[str, str]:
-        data = self.settings.data
-        if self.context.data is None:
-            return data.train, data.val
-        root = Path(self.context.data)
-        if (root / "train").is_dir() and (root / "val").is_dir():
-            return str(root / "train"), str(root / "val")
-        return str(root), data.val
-
-    def check_inputs(self) -> None:
-        for role in ("teacher", "student"):
-            path = self._weights(role)
-            if path is not None and not Path(path).is_file():
-                raise ConfigError(f"{role} weights file not found: {path}")
+    def check_data(self) -> None:
         self._dataset(self.train_source, train=True)
         self._dataset(self.val_source, train=False)
-
-    def _weights(self, role: str) -> str | None:
-        return self.context.weights.get(role) or getattr(self.settings, role).weights
 
     def _dataset(self, source: str, *, train: bool, patch: int | None = None, seed: int = 0):
         from compressor.distill.data import ImageFolderSRDataset, SkimageSRDataset
@@ -152,7 +135,7 @@ class SuperResolutionTask(Task):
     def _train_or_load(self, role: str, spec: SRModel) -> RoleModel:
         from compressor.models import create_model
 
-        weights = self._weights(role)
+        weights = self.role_weights(role)
         if weights:
             self.context.stage(f"{role}: loading {spec.model} weights {weights}")
             model = create_model(spec.model, weights=weights, upscale=self.settings.data.scale)
@@ -172,7 +155,7 @@ class SuperResolutionTask(Task):
         if spec.train.reparam:
             model.fuse()
         return RoleModel(model.eval(), ["sr"], origin=f"trained {spec.train.iterations} it",
-                         training=_summary(result))
+                         training=training_summary(result))
 
     def _distil(self, base: RoleModel, teacher: RoleModel, *, kd: bool) -> RoleModel:
         from compressor.models.layers.conv_lora import apply_conv_lora, mark_only_lora_trainable, merge_conv_lora
@@ -197,7 +180,7 @@ class SuperResolutionTask(Task):
         merged = merge_conv_lora(model).eval()
         return RoleModel(merged, ["sr"], origin=f"{base.origin} + ConvLoRA {d.train.iterations} it"
                          + (" with KD" if kd else " without KD"),
-                         training={**_summary(result), "trainable_params": trainable})
+                         training=training_summary(result, trainable_params=trainable))
 
     # ------------------------------------------------------------ deployment
     def input_specs(self) -> list[TensorSpec]:
@@ -254,11 +237,6 @@ def _centre_crop(lr: torch.Tensor, hr: torch.Tensor, lr_size: int, scale: int):
 
 def _schedule(stage: SRTrain) -> TrainSchedule:
     return TrainSchedule(iterations=stage.iterations, lr=stage.lr)
-
-
-def _summary(result) -> dict:
-    return {"iterations": result.iterations, "seconds": round(result.seconds, 2),
-            "final_loss": result.final_loss, "loss_curve": [round(v, 5) for v in result.losses]}
 
 
 TASKS.register("super-resolution")(SuperResolutionTask)

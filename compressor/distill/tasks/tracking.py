@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -14,7 +13,7 @@ import numpy as np
 from compressor.core.tensor_spec import TensorSpec
 from compressor.distill.config import ConfigError
 from compressor.distill.losses.tracking import TrackingLossWeights
-from compressor.distill.tasks.base import TASKS, RoleModel, RunContext, Task
+from compressor.distill.tasks.base import TASKS, BundleExtras, RoleModel, RunContext, Task, training_summary
 from compressor.distill.trainer import TrainSchedule
 from compressor.runtime import files_for as runtime_files
 from compressor.targets.base import Runner
@@ -114,15 +113,6 @@ class TrackingTask(Task):
         self._sizes: tuple[int, int] | None = None
 
     # ------------------------------------------------------------ data
-    def _sources(self) -> tuple[str, str]:
-        data = self.settings.data
-        if self.context.data is None:
-            return data.train, data.val
-        root = Path(self.context.data)
-        if (root / "train").is_dir() and (root / "val").is_dir():
-            return str(root / "train"), str(root / "val")
-        return str(root), str(root)
-
     def _load(self, source: str, split: str) -> list:
         from compressor.distill.data.aerial import AerialConfig, aerial_sequences
         from compressor.distill.data.tracking import load_sequences
@@ -143,7 +133,8 @@ class TrackingTask(Task):
     def sequences(self) -> tuple[list, list]:
         """(training, held-out) sequences; one folder for both is split: every 4th sequence is held out."""
         if self._train_seqs is None:
-            train_src, val_src = self._sources()
+            d = self.settings.data
+            train_src, val_src = self.data_sources(d.train, d.val, val_beside_folder=None)
             train = self._load(train_src, "train")
             shared = val_src == train_src and train_src != "builtin"  # built-in data has its own val split
             val = train if shared else self._load(val_src, "val")
@@ -156,16 +147,9 @@ class TrackingTask(Task):
             self._train_seqs, self._val_seqs = train, val[:limit] if limit else val
         return self._train_seqs, self._val_seqs
 
-    def check_inputs(self) -> None:
-        for role in ("teacher", "student"):
-            path = self._weights(role)
-            if path is not None and not Path(path).is_file():
-                raise ConfigError(f"{role} weights file not found: {path}")
+    def check_data(self) -> None:
         self._model_sizes()
         self.sequences()
-
-    def _weights(self, role: str) -> str | None:
-        return self.context.weights.get(role) or getattr(self.settings, role).weights
 
     def _model_sizes(self) -> tuple[int, int]:
         """(template, search) sizes shared by teacher and student."""
@@ -211,7 +195,7 @@ class TrackingTask(Task):
         from compressor.distill.trainer import seed_everything
         from compressor.models import create_model
 
-        spec, weights = self.settings.teacher, self._weights("teacher")
+        spec, weights = self.settings.teacher, self.role_weights("teacher")
         if weights:
             self.context.stage(f"teacher: loading {spec.model} weights {weights}")
             return RoleModel(_exportable(create_model(spec.model, weights=weights)), _outputs(), f"weights {weights}")
@@ -238,8 +222,8 @@ class TrackingTask(Task):
         spec, role, seed = self.settings.student, "student" if kd else "baseline", self.context.seed + 1
         a, init = self.settings.distill.afkd, self.settings.distill.init
         seed_everything(seed)  # same initial weights for student and baseline
-        weights = self._weights("student")
-        model = create_model(spec.model, weights=weights) if weights else create_model(spec.model)
+        weights = self.role_weights("student")
+        model = create_model(spec.model, weights=weights)
         origin = f"weights {weights}" if weights else ("teacher's first blocks" if init == "teacher" else "scratch")
         if init == "teacher" and not weights:
             init_from_teacher(model, teacher.model)
@@ -296,7 +280,8 @@ class TrackingTask(Task):
         metrics["tracker_fps"] = frames / (time.perf_counter() - start)
         return metrics
 
-    def bundle_extras(self) -> dict[str, Path]:
+    def bundle_extras(self) -> BundleExtras:
+        """``tracker.py``: the numpy-only tracker that runs the bundle's engine on frames."""
         return runtime_files("tracker")
 
 
@@ -316,8 +301,7 @@ def _schedule(run: TrackTrain) -> TrainSchedule:
 
 
 def _summary(result) -> dict:
-    return {"iterations": result.iterations, "seconds": round(result.seconds, 2), "final_loss": result.final_loss,
-            "loss_curve": [round(v, 5) for v in result.losses], "parts": result.parts[-1] if result.parts else {}}
+    return training_summary(result, parts=result.parts[-1] if result.parts else {})
 
 
 TASKS.register("tracking")(TrackingTask)

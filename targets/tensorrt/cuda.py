@@ -1,7 +1,19 @@
-"""Device buffers for TensorRT's (<= 10) calibrator, from torch's CUDA allocator."""
+"""The GPU through torch's CUDA runtime: its name (engines are tied to it) and device buffers for TensorRT's
+(<= 10) calibrator from torch's allocator, so no extra CUDA binding is needed."""
 from __future__ import annotations
 
 import numpy as np
+
+from compressor.core.errors import MissingDependencyError
+
+
+def gpu_name() -> str:
+    """Name of GPU 0 (recorded with each engine); MissingDependencyError when torch sees none."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise MissingDependencyError("target 'tensorrt' needs an NVIDIA GPU; none is visible to torch")
+    return torch.cuda.get_device_name(0)
 
 
 class DeviceBuffers:

@@ -19,19 +19,12 @@ from compressor.core.files import atomic_path
 from compressor.targets.backend_runner import BackendRunner
 from compressor.targets.base import Artifact, Feed, Runner, Target, default_name
 from compressor.targets.onnx_io import graph_specs, load_onnx
+from compressor.targets.openvino.cpu import cpu_supports_bf16
+from compressor.targets.openvino.options import FLOAT_LAYERS, OpenVinoOptions
 
 # precision -> (compress weights to fp16 in the IR, CPU inference precision hint)
 PRECISIONS: dict[str, tuple[bool, str]] = {"fp32": (False, "f32"), "fp16": (True, "f32"), "bf16": (False, "bf16"),
                                            "int8": (False, "f32")}
-QUANTIZERS = ("qdq", "nncf")
-FLOAT_LAYERS = {"fp32": "f32", "bf16": "bf16"}  # int8 artifacts: precision of what stays out of INT8 -> hint
-
-
-def cpu_supports_bf16() -> bool:
-    """True when OpenVINO reports bf16 among the CPU's optimisation capabilities."""
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoTarget(Target):
@@ -39,21 +32,15 @@ class OpenVinoTarget(Target):
 
     name = "openvino"
     precisions = tuple(PRECISIONS)
+    options_class = OpenVinoOptions
 
     def build(self, onnx_path: Path, *, precision: str, out_dir: Path, name: str | None = None,
-              options: Mapping[str, Any] | None = None, calibration: Sequence[Feed] | None = None,
-              int8: Any = None) -> Artifact:
+              options: OpenVinoOptions | Mapping[str, Any] | None = None,
+              calibration: Sequence[Feed] | None = None, int8: Any = None) -> Artifact:
         self.check_precision(precision)
+        options = self.read_options(options, precision)
         self.require_calibration(precision, calibration)
-        options = dict(options or {})
-        quantizer = options.pop("quantizer", "qdq")
-        if quantizer not in QUANTIZERS:
-            raise BuildError(f"unknown quantizer '{quantizer}'; choose from: {', '.join(QUANTIZERS)}")
-        float_layers = options.get("float_layers", "fp32")
-        if float_layers not in FLOAT_LAYERS:
-            raise BuildError(f"unknown float_layers '{float_layers}'; choose from: {', '.join(FLOAT_LAYERS)}")
-        if float_layers != "fp32" and precision != "int8":
-            raise BuildError(f"float_layers: {float_layers} applies to int8 artifacts only, not {precision}")
+        quantizer, float_layers = options.quantizer, options.float_layers
         if "bf16" in (precision, float_layers) and not cpu_supports_bf16():
             raise UnsupportedPrecisionError("this CPU has no bf16 support in OpenVINO; build fp32 or fp16 instead"
                                             if precision == "bf16" else
@@ -72,7 +59,7 @@ class OpenVinoTarget(Target):
             tmp_xml.with_suffix(".bin").replace(tmp_bin)
         artifact = Artifact(target=self.name, precision=precision, path=xml.resolve(), files=(xml.name, bin_.name),
                             inputs=tuple(inputs), outputs=tuple(outputs),
-                            options={"device": "CPU", "inference_precision": hint, **options},
+                            options={"device": "CPU", "inference_precision": hint, **options.to_sidecar()},
                             source=str(Path(onnx_path).resolve()),
                             metadata={"weights": "fp16" if compress else ("int8" if precision == "int8" else "fp32"),
                                       "openvino": ov.get_version(), **meta})
@@ -82,7 +69,7 @@ class OpenVinoTarget(Target):
     def _convert(self, onnx_path: Path, precision: str, quantizer: str, calibration, int8):
         import openvino as ov
 
-        from compressor.targets.quantize import Int8Options, quantize_nncf, quantize_qdq
+        from compressor.targets.quantize import Int8Options, quantize_qdq
 
         try:
             if precision != "int8":
@@ -90,6 +77,8 @@ class OpenVinoTarget(Target):
             int8 = int8 or Int8Options()
             meta = {"int8": {**asdict(int8), "quantizer": quantizer, "calibration_samples": len(calibration)}}
             if quantizer == "nncf":
+                from compressor.targets.openvino.nncf import quantize_nncf
+
                 return quantize_nncf(onnx_path, calibration, int8), meta
             with tempfile.TemporaryDirectory(prefix="qdq-") as tmp:
                 qdq = quantize_qdq(onnx_path, Path(tmp) / "qdq.onnx", calibration, int8)

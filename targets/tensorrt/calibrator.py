@@ -1,43 +1,10 @@
-"""Adapters from the one contract (a list of feed dicts) to each toolkit's calibration interface."""
+"""TensorRT's (<= 10) implicit INT8 calibrator over the calibration contract (a list of feed dicts)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
 from compressor.core.feeds import Feed
-
-
-def ort_reader(feeds: Sequence[Feed]):
-    """An ``onnxruntime.quantization.CalibrationDataReader`` over ``feeds`` (rewindable, sized)."""
-    from onnxruntime.quantization import CalibrationDataReader
-
-    class FeedReader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.feeds, self.position = list(feeds), 0
-
-        def get_next(self):
-            if self.position >= len(self.feeds):
-                return None
-            self.position += 1
-            return self.feeds[self.position - 1]
-
-        def rewind(self) -> None:
-            self.position = 0
-
-        def __len__(self) -> int:
-            return len(self.feeds)
-
-        def set_range(self, start_index: int, end_index: int) -> None:
-            self.feeds, self.position = list(feeds)[start_index:end_index], 0
-
-    return FeedReader()
-
-
-def nncf_dataset(feeds: Sequence[Feed]):
-    """An ``nncf.Dataset`` whose items are the feed dicts OpenVINO models accept directly."""
-    import nncf
-
-    return nncf.Dataset(list(feeds))
 
 
 def tensorrt_calibrator(feeds: Sequence[Feed], cache_file: str | Path, input_order: Sequence[str]):
@@ -47,7 +14,7 @@ def tensorrt_calibrator(feeds: Sequence[Feed], cache_file: str | Path, input_ord
     """
     import tensorrt as trt
 
-    from compressor.targets.cuda import DeviceBuffers
+    from compressor.targets.tensorrt.cuda import DeviceBuffers
 
     class FeedCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:

@@ -1,12 +1,13 @@
 """How a TensorRT engine is built, decided without a GPU: version rules, builder flags, optimisation
-profiles and the equivalent ``trtexec`` command (for building on a Jetson). Tested everywhere."""
+profiles and the equivalent ``trtexec`` command (for building on a Jetson). Tested everywhere; only
+:func:`tensorrt_version` asks the installed TensorRT."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from compressor.core.errors import UnsupportedPrecisionError
+from compressor.core.errors import MissingDependencyError, UnsupportedPrecisionError
 from compressor.core.tensor_spec import TensorSpec
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -18,6 +19,16 @@ def parse_version(text: str) -> tuple[int, int]:
     if not match:
         raise ValueError(f"not a TensorRT version: {text!r}")
     return int(match.group(1)), int(match.group(2))
+
+
+def tensorrt_version() -> tuple[int, int]:
+    """The installed TensorRT (major, minor); MissingDependencyError when absent."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise MissingDependencyError("target 'tensorrt' needs TensorRT and an NVIDIA GPU "
+                                     "(pip install tensorrt)") from None
+    return parse_version(trt.__version__)
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,9 @@ def make_profiles(specs: Sequence[TensorSpec], *, opt_batch: int = 1, max_batch:
                 low.append(1), opt.append(opt_batch), high.append(max_batch)
             else:
                 example = spec.concrete_shape(1)[axis]
-                low.append(max(1, int(example / size_range))), opt.append(example), high.append(int(example * size_range))
+                low.append(max(1, int(example / size_range)))
+                opt.append(example)
+                high.append(int(example * size_range))
         shapes[spec.name] = (tuple(low), tuple(opt), tuple(high))
     return (Profile(shapes),)
 

@@ -1,0 +1,215 @@
+"""The run report as typed records; ``RunReport.to_dict()`` is the ``report.json`` structure."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from compressor.distill.int8.record import Int8Record
+
+if TYPE_CHECKING:  # reading a report back needs no training stack
+    from compressor.distill.tasks.base import Evaluation
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latency statistics of one profile, in milliseconds."""
+
+    median: float
+    mean: float
+    p90: float
+    p99: float
+    min: float
+    max: float
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Latency:
+        """The six statistics the report keeps from a profile's ``latency_ms`` (extra ones are dropped)."""
+        return cls(**{k: values[k] for k in ("median", "mean", "p90", "p99", "min", "max")})
+
+    def to_dict(self) -> dict[str, float]:
+        return {"median": self.median, "mean": self.mean, "p90": self.p90, "p99": self.p99, "min": self.min,
+                "max": self.max}
+
+
+@dataclass(frozen=True)
+class Parity:
+    """An engine against PyTorch: the verdict, the largest difference, what the inputs were ("random" or
+    "task data"), and the rest of the comparison (feeds, tolerance, per-output numbers)."""
+
+    passed: bool
+    max_abs: float
+    inputs: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "max_abs": self.max_abs, **self.details, "inputs": self.inputs}
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """One trained role: its size, how it was obtained, and its metric measured through ``metric_engine``."""
+
+    role: str
+    params: int
+    macs: int
+    origin: str
+    training: dict[str, Any]
+    metric: dict[str, Any]
+    metric_engine: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"params": self.params, "macs": self.macs, "origin": self.origin, "training": self.training,
+                "metric": self.metric, "metric_engine": self.metric_engine}
+
+
+@dataclass(frozen=True)
+class EngineReport:
+    """One built engine: parity with PyTorch, the task metric through it, its profile; ``int8`` is the
+    accuracy gate's record for an INT8 engine. ``profile`` is the whole measurement (report.json keeps its
+    protocol next to the latency numbers)."""
+
+    role: str
+    target: str
+    precision: str
+    path: str
+    size_bytes: int
+    parity: Parity
+    metric: dict[str, Any]
+    latency: Latency
+    throughput_fps: float
+    cov: float
+    profile: dict[str, Any]
+    profile_input: tuple[str, ...]
+    int8: Int8Record | None = None
+    evaluation: Evaluation | None = field(default=None, compare=False)  # the task's, for its report details
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        """How the latency was measured (warm-up, iterations, minimum duration, timer, host)."""
+        return self.profile["protocol"]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"role": self.role, "target": self.target, "precision": self.precision, "path": self.path,
+               "size_bytes": self.size_bytes, "parity": self.parity.to_dict(), "metric": self.metric,
+               "latency_ms": self.latency.to_dict(), "throughput_fps": self.throughput_fps, "cov": self.cov,
+               "profile_input": list(self.profile_input)}
+        if self.int8 is not None:
+            out["int8_gate"] = self.int8.to_dict()
+        return out | {"protocol": self.protocol}
+
+
+@dataclass(frozen=True)
+class PrecisionRow:
+    """The student on one target x precision: ``value`` of the headline metric and its change from FP32."""
+
+    target: str
+    precision: str
+    metric: str
+    value: float
+    delta_vs_fp32: float
+    parity_passed: bool
+    parity_max_abs: float
+    latency_median_ms: float
+    latency_p99_ms: float
+    size_bytes: int
+    kept_in_float: tuple[str, ...] = ()
+    quantizer: str | None = None
+    float_layers: str | None = None
+    gate_passed: bool | None = None
+    qat_iterations: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "precision": self.precision, self.metric: self.value,
+                "delta_vs_fp32": self.delta_vs_fp32, "parity_passed": self.parity_passed,
+                "parity_max_abs": self.parity_max_abs, "latency_median_ms": self.latency_median_ms,
+                "latency_p99_ms": self.latency_p99_ms, "size_bytes": self.size_bytes,
+                "kept_in_float": list(self.kept_in_float), "quantizer": self.quantizer,
+                "float_layers": self.float_layers, "gate_passed": self.gate_passed,
+                "qat_iterations": self.qat_iterations}
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The headline comparison: student vs baseline (same steps, no KD) vs teacher, and the speed-up."""
+
+    metric: str
+    student: float
+    baseline: float
+    teacher: float
+    teacher_to_student_latency_ratio: float
+    teacher_to_student_params_ratio: float
+    all_parity_passed: bool
+
+    @property
+    def student_minus_baseline(self) -> float:
+        """What distillation gained over training the student alone."""
+        return self.student - self.baseline
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.metric
+        return {f"student_{m}": self.student, f"baseline_{m}": self.baseline, f"teacher_{m}": self.teacher,
+                "student_minus_baseline": self.student_minus_baseline,
+                "teacher_to_student_latency_ratio": self.teacher_to_student_latency_ratio,
+                "teacher_to_student_params_ratio": self.teacher_to_student_params_ratio,
+                "all_parity_passed": self.all_parity_passed}
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """Latency measured on a device (a bundle's profile step), merged into the report afterwards."""
+
+    device: str
+    target: str
+    precision: str
+    latency: Latency
+    throughput_fps: float | None
+    cov: float | None
+    protocol: dict[str, Any]
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "target": self.target, "precision": self.precision,
+                "latency_ms": self.latency.to_dict(), "throughput_fps": self.throughput_fps, "cov": self.cov,
+                "protocol": self.protocol, "source": self.source}
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Everything ``compress run`` measured. ``details`` / ``details_markdown``: the task's own findings."""
+
+    recipe: str
+    recipe_source: str
+    task: str
+    seed: int
+    quick: bool
+    created: str
+    versions: dict[str, str]
+    host: dict[str, Any]
+    headline_metric: str
+    models: tuple[ModelReport, ...]
+    engines: tuple[EngineReport, ...]
+    summary: Summary
+    precision_matrix: tuple[PrecisionRow, ...]
+    wall_seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+    details_markdown: str = ""
+    bundle: str | None = None
+    device_profiles: tuple[DeviceProfile, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``report.json`` structure (optional sections only when present)."""
+        out: dict[str, Any] = {
+            "recipe": self.recipe, "recipe_source": self.recipe_source, "task": self.task, "seed": self.seed,
+            "quick": self.quick, "created": self.created, "versions": self.versions, "host": self.host,
+            "headline_metric": self.headline_metric, "models": {m.role: m.to_dict() for m in self.models},
+            "summary": self.summary.to_dict(), "artifacts": [e.to_dict() for e in self.engines],
+            "precision_matrix": [r.to_dict() for r in self.precision_matrix], "wall_seconds": self.wall_seconds}
+        if self.details:
+            out["details"] = self.details
+        if self.details_markdown:
+            out["details_markdown"] = self.details_markdown
+        if self.bundle:
+            out["bundle"] = self.bundle
+        if self.device_profiles:
+            out["device_profiles"] = [d.to_dict() for d in self.device_profiles]
+        return out

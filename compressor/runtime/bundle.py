@@ -1,0 +1,39 @@
+"""A bundle folder's own records: its manifest, its golden inputs and outputs, and the self-test on them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .backends import open_backend
+
+
+def load_manifest(folder):
+    """The bundle's ``manifest.json`` as a dict."""
+    return json.loads((Path(folder) / "manifest.json").read_text())
+
+
+def read_golden(folder):
+    """(inputs, outputs) dicts from the bundle's golden.npz."""
+    with np.load(Path(folder) / "golden.npz", allow_pickle=False) as data:
+        inputs = {k[len("input."):]: data[k] for k in data.files if k.startswith("input.")}
+        outputs = {k[len("output."):]: data[k] for k in data.files if k.startswith("output.")}
+    return inputs, outputs
+
+
+def selftest(folder):
+    """Run the golden inputs; return (passed, {output: max abs error})."""
+    manifest = load_manifest(folder)
+    tol = manifest["selftest_tolerance"]
+    inputs, expected = read_golden(folder)
+    got = open_backend(folder, manifest).run(inputs)
+    errors, passed = {}, True
+    for name, want in expected.items():
+        have = np.asarray(got[name], dtype=np.float64)
+        diff = np.abs(have - want.astype(np.float64))
+        errors[name] = float(diff.max()) if diff.size else 0.0
+        bound = tol["atol"] + tol["rtol"] * float(np.abs(want).max(initial=0.0))
+        within = np.all(diff <= bound) if tol.get("stat", "elementwise") == "elementwise" else diff.mean() <= bound
+        passed = passed and bool(np.all(np.isfinite(have))) and bool(within)
+    return passed, errors

@@ -1,0 +1,40 @@
+"""Checkpoints load through ``create_model(name, weights=...)`` for every model: strictly, without unpickling."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compressor.core.errors import ModelSpecError
+from compressor.models import create_model
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_factory_without_weights_argument_gets_them_loaded(tmp_path):
+    torch.manual_seed(1)
+    trained = create_model("lsfidm_bilstm", seq_len=7)
+    torch.save(trained.state_dict(), tmp_path / "student.pt")
+    torch.manual_seed(2)
+    loaded = create_model("lsfidm_bilstm", weights=tmp_path / "student.pt", seq_len=7)
+    assert _same(trained, loaded)
+
+
+def test_safetensors_checkpoints_load(tmp_path):
+    from safetensors.torch import save_file
+
+    trained = create_model("tiny_token_bilstm", seed=3)
+    save_file(trained.state_dict(), str(tmp_path / "model.safetensors"))
+    assert _same(trained, create_model("tiny_token_bilstm", weights=tmp_path / "model.safetensors"))
+
+
+def test_pickled_objects_are_refused_and_mismatches_named(tmp_path):
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")
+    with pytest.raises(ModelSpecError, match="cannot read weights"):
+        create_model("lsfidm_bilstm", weights=tmp_path / "pickled.pt")
+    torch.save(create_model("lsfidm_bilstm", seq_len=7).state_dict(), tmp_path / "other.pt")
+    with pytest.raises(ModelSpecError, match="do not fit model 'can_bert_tiny'"):
+        create_model("can_bert_tiny", weights=tmp_path / "other.pt")
+    with pytest.raises(ModelSpecError, match="weights file not found"):
+        create_model("lsfidm_bilstm", weights=tmp_path / "missing.pt")
