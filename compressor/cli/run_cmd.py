@@ -48,8 +48,8 @@ def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, th
                          data=Path(data) if data else None, weights=weights,
                          stage=lambda text: click.echo(text, err=as_json))
     result = run_recipe(loaded, context)
-    summary = result.report["summary"]
-    emit(result.report, as_json,
+    summary = result.report.summary.to_dict()
+    emit(result.report.to_dict(), as_json,
          f"report: {folder / 'report.md'}\n" + "\n".join(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}"
                                                     for k, v in summary.items())
          + (f"\nbundle: {result.bundle}\nnext:   compress bundle verify {result.bundle}" if result.bundle else ""))

@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -15,6 +15,7 @@ from compressor.distill.int8.record import Int8Record
 from compressor.distill.int8.stage import Int8Stage
 from compressor.distill.recipe import Recipe, TargetChoice
 from compressor.distill.report.build import build_run_report, measure_engine
+from compressor.distill.report.model import RunReport
 from compressor.distill.report.render import write_report
 from compressor.distill.tasks import TASKS, RoleModel
 from compressor.distill.tasks.base import RunContext
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RunResult:
     out_dir: Path
-    report: dict[str, Any]
+    report: RunReport
     bundle: Path | None
 
 
@@ -78,7 +79,7 @@ def run_recipe(recipe: Recipe, context: RunContext) -> RunResult:
                                profile=profile, extras=task.bundle_extras()).archive
         report = dataclasses.replace(report, bundle=str(bundle))
     write_report(report, context.out_dir)
-    return RunResult(context.out_dir, report.to_dict(), bundle)
+    return RunResult(context.out_dir, report, bundle)
 
 
 class Stages:
