@@ -86,7 +86,11 @@ def main() -> None:
     parser.add_argument("--max-latency-ms", type=float, default=5.0)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from compressor.distill.data.can_generator import GeneratorConfig, generate, write_log
+    from compressor.distill.data.can_generator import (
+        GeneratorConfig,
+        generate,
+        write_log,
+    )
 
     with tempfile.TemporaryDirectory(prefix="ids-stream-") as tmp:
         scratch = Path(tmp)

@@ -4,6 +4,12 @@
 them to ONNX Runtime's quantizer, ``cache`` keys calibration statistics by model and data hashes. This package
 imports only :mod:`compressor.core`: TensorRT's calibrator and NNCF's dataset live with their targets.
 """
-from compressor.calibration.sources import CalibrationError, from_callable, from_folder, representative, validate_feeds
+from compressor.calibration.sources import (
+    CalibrationError,
+    from_callable,
+    from_folder,
+    representative,
+    validate_feeds,
+)
 
 __all__ = ["CalibrationError", "from_callable", "from_folder", "representative", "validate_feeds"]

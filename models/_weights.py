@@ -4,6 +4,7 @@ Checkpoints are read without unpickling code: ``torch.load(..., weights_only=Tru
 ``*.safetensors`` files."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Mapping
 
@@ -30,7 +31,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             path, map_location="cpu", weights_only=True)
     except ModelSpecError:
         raise
-    except Exception as exc:  # pickle, zip and unsupported-type errors all mean "not a checkpoint"
+    except pickle.UnpicklingError:  # weights_only refused an object: a pickled model, not a state dict
+        raise ModelSpecError(f"weights {path} hold a pickled object, not a state dict: unpickling can run any "
+                             f"code, so save model.state_dict() (or .safetensors) instead") from None
+    except Exception as exc:  # zip and unsupported-type errors mean "not a checkpoint"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelSpecError(f"cannot read weights {path}: {first_line}") from None
     for key in _WRAPPER_KEYS:

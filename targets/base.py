@@ -10,7 +10,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from compressor.core.errors import ArtifactError, InputSpecError, UnsupportedPrecisionError
+from compressor.core.errors import (
+    ArtifactError,
+    InputSpecError,
+    UnsupportedPrecisionError,
+)
 from compressor.core.feeds import Feed
 from compressor.core.files import write_json
 from compressor.core.tensor_spec import TensorSpec

@@ -18,7 +18,13 @@ import numpy as np
 
 from compressor.core.errors import BundleError
 from compressor.core.feeds import random_feed
-from compressor.core.files import atomic_dir, atomic_path, ensure_writable_dir, sha256_file, write_json
+from compressor.core.files import (
+    atomic_dir,
+    atomic_path,
+    ensure_writable_dir,
+    sha256_file,
+    write_json,
+)
 from compressor.core.version import __version__
 from compressor.runtime import files_for as runtime_files
 from compressor.targets.base import Artifact

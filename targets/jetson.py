@@ -12,7 +12,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from compressor.core.files import atomic_dir, atomic_path, ensure_writable_dir, sha256_file, write_json
+from compressor.core.files import (
+    atomic_dir,
+    atomic_path,
+    ensure_writable_dir,
+    sha256_file,
+    write_json,
+)
 from compressor.core.version import __version__
 from compressor.runtime import files_for as runtime_files
 from compressor.targets.base import Artifact, Feed

@@ -62,7 +62,12 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
     (the accuracy gate's fallback) does not calibrate again. With ``options.ranges_from`` they are
     those of that model (calibrated on ``feeds``), applied to this one's tensors of the same names.
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from compressor.calibration.cache import cache_path

@@ -16,7 +16,11 @@ def report(run_dir, profiles, device_name, as_json) -> None:
     """Show RUN_DIR's report; with --device-profile, add device-measured latency and rewrite report.json/.md."""
     from pathlib import Path
 
-    from compressor.distill.report.read import merge_device_profile, read_report, report_from_dict
+    from compressor.distill.report.read import (
+        merge_device_profile,
+        read_report,
+        report_from_dict,
+    )
     from compressor.distill.report.render import write_report
 
     folder = Path(run_dir)

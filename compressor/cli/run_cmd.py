@@ -7,7 +7,7 @@ from compressor.cli.options import emit, json_option, threads_option
 
 
 @click.command()
-@click.argument("recipe", default="sr-dsclora")
+@click.argument("recipe", required=False, default=None)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: runs/<recipe name>).")
 @click.option("--quick", is_flag=True, help="Apply the recipe's quick: overrides (a few minutes on a CPU).")
@@ -16,14 +16,25 @@ from compressor.cli.options import emit, json_option, threads_option
 @click.option("--teacher-weights", type=click.Path(), default=None, help="Load the teacher instead of training it.")
 @click.option("--student-weights", type=click.Path(), default=None,
               help="Load the student's base instead of training it.")
+@click.option("--teacher", "teacher_spec", default=None,
+              help="Your teacher (MODEL_SPEC): run without a recipe, from the starter recipe's defaults.")
+@click.option("--student", "student_spec", default=None, help="Your student (MODEL_SPEC), with --teacher.")
+@click.option("--task", "task_kind", type=click.Choice(["classification", "embedding"]), default=None,
+              help="With --teacher/--student: what the models output (default classification).")
+@click.option("--init", "init_name", default=None,
+              help="Write a commented starter recipe NAME.yaml for your own models, and stop.")
 @threads_option
 @json_option
-def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, threads, as_json) -> None:
+def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, teacher_spec, student_spec, task_kind,
+        init_name, threads, as_json) -> None:
     """Run RECIPE (default sr-dsclora; a built-in name from 'compress list recipes' or a .yaml path).
 
     Stages: teacher (train or load) -> student base (train or load) -> distil, and a baseline with the
     same steps and data but no KD -> merge -> export -> build targets -> compare -> evaluate the metric
     through each engine -> profile -> report.json / report.md -> bundle.
+
+    Your own models: 'compress run --teacher teacher.py:build --student student.py:build --data DIR', or
+    'compress run --init NAME' for a recipe to edit ('compress run NAME.yaml').
     """
     import dataclasses
     from pathlib import Path
@@ -31,10 +42,14 @@ def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, th
     from compressor.core.files import ensure_writable_dir
     from compressor.distill.config import ConfigError
     from compressor.distill.pipeline import run_recipe
-    from compressor.distill.recipe import load_recipe
     from compressor.distill.tasks.base import RunContext
 
-    loaded = load_recipe(recipe, quick=quick)
+    own = {"teacher": teacher_spec, "student": student_spec, "data": data, "task": task_kind}
+    if init_name is not None:
+        path = _write_starter(init_name, own)
+        emit({"recipe": str(path)}, as_json, f"wrote {path}\nnext:  edit it, then: compress run {path} --quick")
+        return
+    loaded = _recipe(recipe, own, quick)
     if data is not None and not Path(data).exists():
         raise ConfigError(f"data not found: {data}")
     if threads:
@@ -53,3 +68,42 @@ def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, th
          f"report: {folder / 'report.md'}\n" + "\n".join(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}"
                                                     for k, v in summary.items())
          + (f"\nbundle: {result.bundle}\nnext:   compress bundle verify {result.bundle}" if result.bundle else ""))
+
+
+def _recipe(recipe: str | None, own: dict, quick: bool):
+    """The recipe to run: RECIPE, or one built from the starter's defaults and --teacher/--student/--data."""
+    from compressor.distill.config import ConfigError
+    from compressor.distill.recipe import load_recipe, parse_recipe
+    from compressor.distill.recipes.starter import starter_mapping
+
+    if own["teacher"] is None and own["student"] is None:
+        if own["task"] is not None:
+            raise ConfigError("--task goes with --teacher and --student (a recipe names its own task)")
+        return load_recipe(recipe or "sr-dsclora", quick=quick)
+    if recipe is not None:
+        raise ConfigError("--teacher/--student build a recipe of their own: give them without RECIPE "
+                          "(or name the models in the recipe)")
+    if own["teacher"] is None or own["student"] is None or own["data"] is None:
+        raise ConfigError("running your own models needs --teacher, --student and --data")
+    mapping = starter_mapping("own-models", task=own["task"] or "classification", teacher=own["teacher"],
+                              student=own["student"], data=str(own["data"]))
+    return parse_recipe(mapping, "command line", quick=quick)
+
+
+def _write_starter(name: str, own: dict):
+    """Write ``NAME.yaml`` (the commented starter recipe, with any --teacher/--student/--data/--task filled in);
+    an existing file is never overwritten."""
+    from pathlib import Path
+
+    from compressor.core.files import atomic_path
+    from compressor.distill.config import ConfigError
+    from compressor.distill.recipes.starter import starter_recipe
+
+    path = Path(name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    if path.exists():
+        raise ConfigError(f"{path} already exists; not overwriting it (choose another name or remove it)")
+    values = {k: str(v) for k, v in own.items() if v is not None}
+    text = starter_recipe(path.stem, **values)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+    return path

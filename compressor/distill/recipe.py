@@ -129,9 +129,17 @@ def _read(name_or_path: str) -> tuple[dict, str]:
 
 def load_recipe(name_or_path: str, *, quick: bool = False) -> Recipe:
     """Read, merge ``quick:`` overrides when asked, and validate a recipe (built-in name or YAML path)."""
+    data, source = _read(name_or_path)
+    base = Path(source).parent if not source.startswith("builtin:") else None
+    return parse_recipe(data, source, quick=quick, base=base)
+
+
+def parse_recipe(data: dict, source: str, *, quick: bool = False, base: Path | None = None) -> Recipe:
+    """Validate a recipe mapping (``quick:`` overrides merged in when asked). A task with ``resolve_paths``
+    resolves relative paths against ``base`` (the recipe file's folder)."""
     from compressor.distill.tasks import TASKS
 
-    data, source = _read(name_or_path)
+    data = dict(data)
     quick_overrides = data.pop("quick", None) or {}
     if not isinstance(quick_overrides, dict):
         raise ConfigError("quick: expected a mapping of overrides")
@@ -145,6 +153,8 @@ def load_recipe(name_or_path: str, *, quick: bool = False) -> Recipe:
     rest = {k: v for k, v in data.items() if k not in COMMON_KEYS}
     recipe = from_mapping(Recipe, {**common, "settings": {}})  # types of the common keys
     settings = from_mapping(task_cls.settings_cls, rest)
+    if base is not None and hasattr(task_cls, "resolve_paths"):
+        settings = task_cls.resolve_paths(settings, base)
     _check_targets(recipe.deploy)
     return Recipe(recipe.name, recipe.task, settings, recipe.description, recipe.seed, recipe.deploy, source)
 

@@ -19,7 +19,12 @@ from compressor.targets.onnx_io import graph_specs, load_onnx
 from compressor.targets.tensorrt.builder import build_serialized
 from compressor.targets.tensorrt.cuda import gpu_name
 from compressor.targets.tensorrt.options import TensorRtOptions
-from compressor.targets.tensorrt.plan import PRECISIONS, BuildPlan, make_plan, tensorrt_version
+from compressor.targets.tensorrt.plan import (
+    PRECISIONS,
+    BuildPlan,
+    make_plan,
+    tensorrt_version,
+)
 from compressor.targets.tensorrt.runner import TensorRtRunner
 
 

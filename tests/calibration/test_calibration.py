@@ -3,7 +3,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compressor.calibration import CalibrationError, from_callable, from_folder, representative, validate_feeds
+from compressor.calibration import (
+    CalibrationError,
+    from_callable,
+    from_folder,
+    representative,
+    validate_feeds,
+)
 from compressor.calibration.cache import cache_path, data_hash
 from compressor.core.tensor_spec import TensorSpec
 from tests.support import assert_one_line_error

@@ -8,7 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from compressor.core.errors import CompressError
-from compressor.distill.losses import FeatureShapeError, PositionReduction, SpatialAffinityLoss, spatial_affinity
+from compressor.distill.losses import (
+    FeatureShapeError,
+    PositionReduction,
+    SpatialAffinityLoss,
+    spatial_affinity,
+)
 from compressor.distill.losses.affinity import pooled_size
 from tests.support import FIXTURES
 

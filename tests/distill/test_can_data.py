@@ -4,7 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compressor.distill.data.can import CLASSES, CanDataError, attack_from_name, load_capture, load_captures
+from compressor.distill.data.can import (
+    CLASSES,
+    CanDataError,
+    attack_from_name,
+    load_capture,
+    load_captures,
+)
 from compressor.runtime.can_log import CanLogError, detect_format, parse_lines
 from compressor.runtime.can_tokens import BYTE0, DLC0, ID0, UNK_ID, VOID, frame_tokens
 

@@ -4,10 +4,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compressor.distill.data.can import CanDataError, Capture, build_windows, split_targets
+from compressor.distill.data.can import (
+    CanDataError,
+    Capture,
+    build_windows,
+    split_targets,
+)
 from compressor.distill.data.can_generator import VEHICLE, GeneratorConfig, generate
 from compressor.runtime.can_log import Frames
-from compressor.runtime.can_tokens import FRAME_TOKENS, PAD, UNK_ID, frame_tokens, sequence_length, window_tokens
+from compressor.runtime.can_tokens import (
+    FRAME_TOKENS,
+    PAD,
+    UNK_ID,
+    frame_tokens,
+    sequence_length,
+    window_tokens,
+)
 
 
 def _frames(count: int) -> Frames:

@@ -10,8 +10,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressor.core.errors import CompressError
-from compressor.distill.distillers.logit_kd import FeaturePair, LogitKDistiller, LogitKDWeights, teacher_outputs
-from compressor.distill.losses.kd import FeatureFusionLoss, LogitShapeError, SoftTargetKLLoss
+from compressor.distill.distillers.logit_kd import (
+    FeaturePair,
+    LogitKDistiller,
+    LogitKDWeights,
+    teacher_outputs,
+)
+from compressor.distill.losses.kd import (
+    FeatureFusionLoss,
+    LogitShapeError,
+    SoftTargetKLLoss,
+)
 from tests.support import FIXTURES
 
 GOLDEN = json.loads((FIXTURES / "kd_golden.json").read_text())

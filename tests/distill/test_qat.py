@@ -11,7 +11,11 @@ from torch.nn.utils import parametrize
 
 from compressor.core.tensor_spec import TensorSpec
 from compressor.distill.int8.fake_quant import fake_quantized
-from compressor.distill.int8.qat import QatMirror, QatOptions, quantization_aware_finetune
+from compressor.distill.int8.qat import (
+    QatMirror,
+    QatOptions,
+    quantization_aware_finetune,
+)
 from compressor.distill.int8.ranges import NNCF_MEAN_MIN_MAX, activation_ranges
 from compressor.targets.graph_rewrites import concat_conv_parts
 from compressor.targets.onnx import export_onnx

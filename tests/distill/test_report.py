@@ -13,7 +13,11 @@ from compressor.distill.int8.record import Int8Record, QatRecord
 from compressor.distill.recipe import TargetChoice
 from compressor.distill.report.build import build_run_report
 from compressor.distill.report.model import EngineReport, Latency, Parity
-from compressor.distill.report.read import merge_device_profile, read_report, report_from_dict
+from compressor.distill.report.read import (
+    merge_device_profile,
+    read_report,
+    report_from_dict,
+)
 from compressor.distill.report.render import render_markdown, write_report
 from compressor.distill.tasks import RoleModel
 

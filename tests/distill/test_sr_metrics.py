@@ -9,7 +9,15 @@ import torch
 from skimage.metrics import structural_similarity
 
 from compressor.core.errors import CompressError
-from compressor.distill.metrics import psnr_rgb, psnr_y, quantize, rgb_to_y, ssim_gray, ssim_y, to_hwc
+from compressor.distill.metrics import (
+    psnr_rgb,
+    psnr_y,
+    quantize,
+    rgb_to_y,
+    ssim_gray,
+    ssim_y,
+    to_hwc,
+)
 
 
 @pytest.fixture()

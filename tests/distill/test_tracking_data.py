@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compressor.distill.data.tracking import SequenceFormatError, load_sequence, load_sequences
+from compressor.distill.data.tracking import (
+    SequenceFormatError,
+    load_sequence,
+    load_sequences,
+)
 from tests.support import assert_one_line_error
 
 

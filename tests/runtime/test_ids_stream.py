@@ -9,9 +9,20 @@ import time
 import numpy as np
 import pytest
 
-from compressor.distill.data.can_generator import VEHICLE, GeneratorConfig, csv_lines, generate
+from compressor.distill.data.can_generator import (
+    VEHICLE,
+    GeneratorConfig,
+    csv_lines,
+    generate,
+)
 from compressor.runtime.can_stream import StreamDetector, stream_fd, stream_replay
-from compressor.runtime.can_tokens import ID0, UNK_ID, frame_tokens, id_table, window_tokens
+from compressor.runtime.can_tokens import (
+    ID0,
+    UNK_ID,
+    frame_tokens,
+    id_table,
+    window_tokens,
+)
 
 CLASSES = ["normal", "dos", "fuzzy", "gear", "rpm"]
 

@@ -114,7 +114,11 @@ def test_float_gain_ranking_finds_the_outlier_reader_and_one_node_restores_the_b
     import onnx
     import onnxruntime as ort
 
-    from compressor.targets.accuracy_gate import _output_error, _with_float_node, rank_by_float_gain
+    from compressor.targets.accuracy_gate import (
+        _output_error,
+        _with_float_node,
+        rank_by_float_gain,
+    )
     from compressor.targets.openvino.nncf import nncf_like_qdq_options
 
     _, fp32, calib, evalset = outlier_model

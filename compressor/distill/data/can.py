@@ -18,7 +18,12 @@ import numpy as np
 
 from compressor.core.errors import CompressError
 from compressor.runtime.can_log import CanLogError, Frames, parse_lines
-from compressor.runtime.can_tokens import frame_tokens, id_table, sequence_length, window_tokens
+from compressor.runtime.can_tokens import (
+    frame_tokens,
+    id_table,
+    sequence_length,
+    window_tokens,
+)
 
 log = logging.getLogger(__name__)
 CLASSES = ("normal", "dos", "fuzzy", "gear", "rpm")

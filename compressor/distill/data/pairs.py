@@ -17,7 +17,12 @@ import numpy as np
 import torch
 
 from compressor.distill.data.tracking import SequenceFormatError, TrackingSequence
-from compressor.runtime.tracker import IMAGENET_MEAN, IMAGENET_STD, crop_resize, crop_side
+from compressor.runtime.tracker import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    crop_resize,
+    crop_side,
+)
 
 
 @dataclass(frozen=True)

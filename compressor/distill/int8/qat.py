@@ -28,8 +28,18 @@ from torch import nn
 
 from compressor.core.feeds import Feed
 from compressor.distill.int8.fake_quant import fake_quantized
-from compressor.distill.int8.layers import InputGroups, call_model, quantized_layers, stack_feeds
-from compressor.distill.int8.ranges import SYMMETRIC_ABSMAX, RangeEstimator, activation_ranges, ranges_from_exporter
+from compressor.distill.int8.layers import (
+    InputGroups,
+    call_model,
+    quantized_layers,
+    stack_feeds,
+)
+from compressor.distill.int8.ranges import (
+    SYMMETRIC_ABSMAX,
+    RangeEstimator,
+    activation_ranges,
+    ranges_from_exporter,
+)
 from compressor.distill.int8.record import QatRecord
 from compressor.distill.trainer import TrainSchedule, train
 

@@ -17,7 +17,13 @@ import torch
 from torch import nn
 
 from compressor.core.feeds import Feed
-from compressor.distill.int8.layers import InputGroups, call_model, part_convs, quantized_layers, stack_feeds
+from compressor.distill.int8.layers import (
+    InputGroups,
+    call_model,
+    part_convs,
+    quantized_layers,
+    stack_feeds,
+)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING, ClassVar, Sequence
 from compressor.core.feeds import Feed
 from compressor.core.registry import Registry
 from compressor.distill.int8.qat import QatMirror
-from compressor.distill.int8.ranges import NNCF_MEAN_MIN_MAX, SYMMETRIC_ABSMAX, RangeEstimator
+from compressor.distill.int8.ranges import (
+    NNCF_MEAN_MIN_MAX,
+    SYMMETRIC_ABSMAX,
+    RangeEstimator,
+)
 from compressor.targets.accuracy_gate import Ranking
 from compressor.targets.quantize import Int8Options
 

@@ -11,7 +11,15 @@ from compressor.core.feeds import random_feed, random_feeds
 from compressor.core.version import __version__
 from compressor.distill.int8.record import Int8Record
 from compressor.distill.recipe import Recipe, TargetChoice
-from compressor.distill.report.model import EngineReport, Latency, ModelReport, Parity, PrecisionRow, RunReport, Summary
+from compressor.distill.report.model import (
+    EngineReport,
+    Latency,
+    ModelReport,
+    Parity,
+    PrecisionRow,
+    RunReport,
+    Summary,
+)
 from compressor.distill.tasks import RoleModel
 from compressor.distill.tasks.base import RunContext
 from compressor.targets.base import Artifact

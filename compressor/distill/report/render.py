@@ -5,7 +5,13 @@ from pathlib import Path
 from typing import Any
 
 from compressor.core.files import atomic_path, write_json
-from compressor.distill.report.model import DeviceProfile, EngineReport, ModelReport, PrecisionRow, RunReport
+from compressor.distill.report.model import (
+    DeviceProfile,
+    EngineReport,
+    ModelReport,
+    PrecisionRow,
+    RunReport,
+)
 
 
 def write_report(report: RunReport, folder: Path) -> tuple[Path, Path]:

@@ -17,7 +17,12 @@ import torch
 from compressor.core.tensor_spec import TensorSpec
 from compressor.distill.config import ConfigError
 from compressor.distill.data.can import CLASSES, WindowSet
-from compressor.distill.distillers.logit_kd import FeaturePair, LogitKDistiller, LogitKDWeights, teacher_outputs
+from compressor.distill.distillers.logit_kd import (
+    FeaturePair,
+    LogitKDistiller,
+    LogitKDWeights,
+    teacher_outputs,
+)
 from compressor.distill.losses.kd import FeatureFusionLoss
 from compressor.distill.metrics.ids import flat_metrics, ids_report
 from compressor.distill.tasks.base import (
@@ -132,7 +137,11 @@ class CanIntrusionTask(Task):
     def windows(self) -> dict[str, WindowSet]:
         """Train / val / test windows (built once: captures are generated or read, then split in time)."""
         if self._windows is None:
-            from compressor.distill.data.can import build_windows, generated_captures, load_captures
+            from compressor.distill.data.can import (
+                build_windows,
+                generated_captures,
+                load_captures,
+            )
 
             d = self.settings.data
             source = self.data_source(d.source)

@@ -12,7 +12,13 @@ from torch import nn
 from compressor.core.tensor_spec import TensorSpec
 from compressor.distill.distillers import AffinityKDWeights, FeatureAffinityDistiller
 from compressor.distill.losses import SpatialAffinityLoss
-from compressor.distill.tasks.base import TASKS, RoleModel, RunContext, Task, training_summary
+from compressor.distill.tasks.base import (
+    TASKS,
+    RoleModel,
+    RunContext,
+    Task,
+    training_summary,
+)
 from compressor.distill.trainer import TrainSchedule, cycle, seed_everything, train
 from compressor.targets.base import Runner
 
@@ -158,7 +164,11 @@ class SuperResolutionTask(Task):
                          training=training_summary(result))
 
     def _distil(self, base: RoleModel, teacher: RoleModel, *, kd: bool) -> RoleModel:
-        from compressor.models.layers.conv_lora import apply_conv_lora, mark_only_lora_trainable, merge_conv_lora
+        from compressor.models.layers.conv_lora import (
+            apply_conv_lora,
+            mark_only_lora_trainable,
+            merge_conv_lora,
+        )
         from compressor.models.span import DSCLORA_BLOCK_TARGET, DSCLORA_HEAD_TARGETS
 
         d = self.settings.distill
@@ -214,7 +224,13 @@ class SuperResolutionTask(Task):
         return self._val_images
 
     def evaluate(self, runner: Runner) -> dict[str, float]:
-        from compressor.distill.metrics import psnr_rgb, psnr_y, quantize, ssim_y, to_hwc
+        from compressor.distill.metrics import (
+            psnr_rgb,
+            psnr_y,
+            quantize,
+            ssim_y,
+            to_hwc,
+        )
 
         scale = self.settings.data.scale
         name = runner.input_specs[0].name

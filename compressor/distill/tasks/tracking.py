@@ -13,7 +13,14 @@ import numpy as np
 from compressor.core.tensor_spec import TensorSpec
 from compressor.distill.config import ConfigError
 from compressor.distill.losses.tracking import TrackingLossWeights
-from compressor.distill.tasks.base import TASKS, BundleExtras, RoleModel, RunContext, Task, training_summary
+from compressor.distill.tasks.base import (
+    TASKS,
+    BundleExtras,
+    RoleModel,
+    RunContext,
+    Task,
+    training_summary,
+)
 from compressor.distill.trainer import TrainSchedule
 from compressor.runtime import files_for as runtime_files
 from compressor.targets.base import Runner

@@ -16,7 +16,12 @@ from torch import Tensor, nn
 from compressor.distill.distillers.afkd import AFKDDistiller, AFKDLoss, AFKDWeights
 from compressor.distill.losses.orr import CoxBlockMasking, OrrLoss
 from compressor.distill.losses.tracking import TrackingLoss, TrackingLossWeights
-from compressor.distill.trainer import TrainResult, TrainSchedule, seed_everything, train
+from compressor.distill.trainer import (
+    TrainResult,
+    TrainSchedule,
+    seed_everything,
+    train,
+)
 
 log = logging.getLogger(__name__)
 

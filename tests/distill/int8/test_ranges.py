@@ -5,7 +5,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compressor.distill.int8.fake_quant import fake_quant_activation, fake_quant_layer_input, fake_quantized
+from compressor.distill.int8.fake_quant import (
+    fake_quant_activation,
+    fake_quant_layer_input,
+    fake_quantized,
+)
 from compressor.distill.int8.ranges import (
     NNCF_MEAN_MIN_MAX,
     SYMMETRIC_ABSMAX,

@@ -1,0 +1,22 @@
+"""The digits teacher: a small CNN on 32x32 grey images (about 24 k parameters)."""
+from torch import nn
+
+
+class DigitsTeacher(nn.Module):
+    input_specs = ("image:Nx1x32x32:float32:0..1",)
+    output_names = ("logits",)
+
+    def __init__(self, width: int = 16, classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 4 * width, 3, padding=1), nn.BatchNorm2d(4 * width), nn.ReLU())
+        self.head = nn.Linear(4 * width, classes)
+
+    def forward(self, image):
+        return self.head(self.features(image).mean(dim=(2, 3)))
+
+
+def build(width: int = 16) -> DigitsTeacher:
+    return DigitsTeacher(width=int(width))

@@ -1,0 +1,65 @@
+"""``compress run`` on your own models: the starter recipe (--init), --teacher/--student/--data, and the
+examples/digits project end to end into a bundle that passes ``compress bundle verify``."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compressor.distill.recipe import load_recipe
+from tests.support import assert_one_line_error
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits"
+
+
+def test_init_writes_a_starter_recipe_that_loads_and_never_overwrites(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("run", "--init", "mine", "--teacher", "t.py:build", "--student", "pkg.mod:small")
+    assert result.code == 0, result.err
+    text = (tmp_path / "mine.yaml").read_text()
+    assert "# " in text and "model: t.py:build" in text and "model: pkg.mod:small" in text
+    recipe = load_recipe(str(tmp_path / "mine.yaml"), quick=True)
+    assert recipe.task == "classification" and recipe.settings.distill.train.iterations == 150
+    assert_one_line_error(cli("run", "--init", "mine"), "mine.yaml already exists; not overwriting it")
+
+
+@pytest.mark.parametrize("args, problem", [
+    (("--teacher", "t.py:build"), "needs --teacher, --student and --data"),
+    (("sr-dsclora", "--teacher", "a.py:f", "--student", "b.py:f", "--data", "."), "give them without RECIPE"),
+    (("--task", "embedding"), "--task goes with --teacher and --student"),
+])
+def test_own_model_flags_are_checked_in_one_line(cli, args, problem):
+    assert_one_line_error(cli("run", *args), problem)
+
+
+def _compress(*args, cwd: Path) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("compress")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "compressor.cli"]
+    result = subprocess.run([*command, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"compress {' '.join(map(str, args))}\n{result.stdout}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.mark.slow
+def test_digits_example_runs_end_to_end_into_a_verified_bundle(tmp_path):
+    project = tmp_path / "digits"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("data", "runs", "__pycache__"))
+    subprocess.run([sys.executable, "make_data.py", "--out", "data"], cwd=project, check=True, timeout=120)
+    _compress("run", "recipe.yaml", "--quick", "--out", "runs/digits", cwd=project)
+    run = project / "runs" / "digits"
+    report = json.loads((run / "report.json").read_text())
+    assert report["task"] == "classification" and report["headline_metric"] == "top1"
+    models = report["models"]
+    assert set(models) == {"teacher", "student", "baseline"}
+    assert models["teacher"]["metric"]["top1"] > 0.8
+    assert {"top1", "top5", "agreement"} <= set(models["student"]["metric"])
+    assert report["details"]["data"]["counts"] == {"train": 300, "val": 100}
+    engines = {(e["role"], e["precision"]): e for e in report["artifacts"]}
+    assert all(e["parity"]["passed"] for (role, precision), e in engines.items() if precision == "fp32")
+    assert engines[("student", "int8")]["int8_gate"]["passed"]  # the accuracy gate on top-1 held
+    verified = _compress("bundle", "verify", report["bundle"], cwd=project)
+    assert "self-test passed" in verified.stdout
