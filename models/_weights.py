@@ -31,9 +31,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             path, map_location="cpu", weights_only=True)
     except ModelSpecError:
         raise
-    except pickle.UnpicklingError:  # weights_only refused an object: a pickled model, not a state dict
-        raise ModelSpecError(f"weights {path} hold a pickled object, not a state dict: unpickling can run any "
-                             f"code, so save model.state_dict() (or .safetensors) instead") from None
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):  # weights_only refused a class: a pickled object such as a model
+            raise ModelSpecError(f"cannot read weights {path}: it holds a pickled object, not a state dict "
+                                 f"(unpickling can run any code): save model.state_dict() or .safetensors") from None
+        raise ModelSpecError(f"cannot read weights {path}: not a PyTorch checkpoint") from None
     except Exception as exc:  # zip and unsupported-type errors mean "not a checkpoint"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelSpecError(f"cannot read weights {path}: {first_line}") from None

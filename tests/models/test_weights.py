@@ -31,8 +31,12 @@ def test_safetensors_checkpoints_load(tmp_path):
 
 def test_pickled_objects_are_refused_and_mismatches_named(tmp_path):
     torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")
-    with pytest.raises(ModelSpecError, match="cannot read weights"):
+    with pytest.raises(ModelSpecError, match="cannot read weights .*pickled object, not a state dict"):
         create_model("lsfidm_bilstm", weights=tmp_path / "pickled.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ModelSpecError, match="cannot read weights") as garbage:
+        create_model("lsfidm_bilstm", weights=tmp_path / "garbage.pt")
+    assert "pickled object" not in str(garbage.value)
     torch.save(create_model("lsfidm_bilstm", seq_len=7).state_dict(), tmp_path / "other.pt")
     with pytest.raises(ModelSpecError, match="do not fit model 'can_bert_tiny'"):
         create_model("can_bert_tiny", weights=tmp_path / "other.pt")

@@ -334,10 +334,18 @@ class GenericTask(Task):
         batches = self._batches(self.data().train, stage.batch, seed)
         schedule = TrainSchedule(iterations=stage.iterations, lr=stage.lr, grad_clip=stage.grad_clip)
         with objective.hooked():
+            objective.fit_statistics(self._labelled_chunks(self.data().train))
             first = self._batches(self.data().train, stage.batch, seed)
             objective.prepare(*next(first))
             result = train(lambda batch: objective(*batch), objective.trainable(), batches, schedule, desc=role)
         return result
+
+    def _labelled_chunks(self, split: ArraySet) -> Iterator[tuple]:
+        """The split once, in evaluation-sized chunks of (inputs, labels) tensors (labels None without them)."""
+        size = self.settings.data.eval_batch
+        for start in range(0, len(split), size):
+            labels = None if split.labels is None else torch.from_numpy(split.labels[start:start + size])
+            yield torch.from_numpy(np.ascontiguousarray(split.inputs[start:start + size])), labels
 
     def _outputs(self, model: nn.Module, inputs: np.ndarray) -> np.ndarray:
         model.eval()

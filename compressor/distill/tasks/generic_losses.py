@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +143,25 @@ class Objective(nn.Module):
                 teacher_features = {p: f.detach() for p, f in self._teacher_hooks.features().items()}
         return KDBatch(student=student, teacher=teacher, labels=labels, student_features=student_features,
                        teacher_features=teacher_features, step=self.step, total_steps=self.total_steps)
+
+    def fit_statistics(self, data: Iterable[tuple[Tensor, Tensor | None]]) -> None:
+        """Let terms that need statistics of the teacher over the training set (ND's class-mean embeddings,
+        ``fit_class_means``) compute them from ``data`` (every training batch once) before training."""
+        needing = [term for term in self.terms if hasattr(term, "fit_class_means")]
+        if not needing:
+            return
+        collected: dict[int, list[Tensor]] = {id(term): [] for term in needing}
+        labels_seen: list[Tensor] = []
+        with torch.no_grad():
+            for inputs, labels in data:
+                if labels is None:
+                    raise ConfigError("loss 'nd' needs labelled data (the teacher's class means)")
+                batch = self.batch(inputs, labels)
+                labels_seen.append(labels)
+                for term in needing:
+                    collected[id(term)].append(term.embeddings(batch)[1])
+        for term in needing:
+            term.fit_class_means(torch.cat(collected[id(term)]), torch.cat(labels_seen))
 
     def prepare(self, inputs: Tensor, labels: Tensor | None) -> None:
         """Let terms with a ``prepare(batch)`` build their adapters from one batch (before the optimiser exists)."""
