@@ -23,6 +23,12 @@ def is_user_spec(text: str) -> bool:
     return bool(sep)
 
 
+def names_a_file(spec: str) -> bool:
+    """Whether ``spec`` (``target:attr``) names a Python file (``path/to/file.py:attr``), not a dotted module."""
+    target = spec.rpartition(":")[0]
+    return target.endswith(".py") or "/" in target or os.sep in target
+
+
 def _put_first_on_path(folder: Path) -> None:
     entry = str(folder)
     if entry in sys.path:
@@ -77,8 +83,8 @@ def load_callable(spec: str, *, error: type[CompressError] = CompressError,
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
         raise error(f"{what} '{spec}' must be file.py:function or package.module:function")
-    is_file = target.endswith(".py") or "/" in target or os.sep in target
-    module = load_file(target, error=error, what="file") if is_file else import_dotted(target, error=error)
+    module = (load_file(target, error=error, what="file") if names_a_file(spec)
+              else import_dotted(target, error=error))
     function = getattr(module, attr, None)
     if not callable(function):
         raise error(f"'{target}' has no callable '{attr}'")

@@ -11,6 +11,7 @@ teacher (classification), cosine and nearest-neighbour agreement with the teache
 """
 from __future__ import annotations
 
+import abc
 import copy
 import dataclasses
 import json
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from compressor.core.tensor_spec import TensorSpec
+from compressor.core.user_code import names_a_file
 from compressor.distill.config import ConfigError
 from compressor.distill.data.user import (
     ArraySet,
@@ -147,7 +149,7 @@ class GenericTask(Task):
         def near(text: str | None) -> str | None:
             if not text:
                 return text
-            head, sep, tail = text.rpartition(":") if _is_file_spec(text) else (text, "", "")
+            head, sep, tail = text.rpartition(":") if names_a_file(text) else (text, "", "")
             candidate = base / head
             if not Path(head).is_absolute() and candidate.exists():
                 return f"{candidate}{sep}{tail}"
@@ -382,8 +384,9 @@ class GenericTask(Task):
                               f"({', '.join(metrics)})")
         return metrics
 
+    @abc.abstractmethod
     def kind_metrics(self, outputs: np.ndarray, val: ArraySet, teacher: np.ndarray) -> dict[str, float]:
-        raise NotImplementedError
+        """The kind's metrics of the engine's ``outputs`` on ``val``, against the PyTorch ``teacher``'s outputs."""
 
     def report_details(self, evaluations: Sequence[Evaluation] = ()) -> dict[str, Any]:
         """The data (source, split, counts), the loss terms and the headline metric."""
@@ -462,11 +465,6 @@ def _load_weights(model: nn.Module, path: str, spec: str) -> None:
     from compressor.models._weights import load_weights
 
     load_weights(model, path, name=spec)
-
-
-def _is_file_spec(text: str) -> bool:
-    head = text.rpartition(":")[0]
-    return head.endswith(".py") or "/" in head
 
 
 TASKS.register("classification")(ClassificationTask)
