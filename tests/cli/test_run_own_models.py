@@ -63,3 +63,11 @@ def test_digits_example_runs_end_to_end_into_a_verified_bundle(tmp_path):
     assert engines[("student", "int8")]["int8_gate"]["passed"]  # the accuracy gate on top-1 held
     verified = _compress("bundle", "verify", report["bundle"], cwd=project)
     assert "self-test passed" in verified.stdout
+    # the same models and data from the command line alone, no YAML: the starter's defaults, quick form
+    _compress("run", "--teacher", "teacher.py:build", "--student", "student.py:build", "--data", "data", "--quick",
+              "--out", "runs/flags", cwd=project)
+    flags = json.loads((project / "runs" / "flags" / "report.json").read_text())
+    assert flags["task"] == "classification" and flags["details"]["data"]["counts"] == {"train": 300, "val": 100}
+    assert set(flags["models"]) == {"teacher", "student", "baseline"}
+    assert flags["models"]["teacher"]["metric"]["top1"] > 0.8
+    assert (project / flags["bundle"]).is_file()  # relative to where compress ran when --out is
