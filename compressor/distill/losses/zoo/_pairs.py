@@ -42,6 +42,17 @@ def paired_features(batch: KDBatch, pairs: LayerPairs, *, loss: str) -> list[tup
     return out
 
 
+def embedding_pair(batch: KDBatch, pairs: LayerPairs, *, loss: str) -> tuple[Tensor, Tensor]:
+    """The (student, teacher) N x D embeddings a loss reads: its one hooked layer pair when it names one,
+    else the models' primary outputs; flattened past the batch axis."""
+    if pairs:
+        student, teacher = paired_features(batch, pairs, loss=loss)[0]
+    else:
+        batch.need("student", "teacher", loss=loss)
+        student, teacher = batch.student, batch.teacher
+    return student.flatten(1), teacher.flatten(1)
+
+
 def paths_of(pairs: LayerPairs) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(student paths, teacher paths) of ``pairs``, in order."""
     return tuple(s for s, _ in pairs), tuple(t for _, t in pairs)

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from compressor.distill.losses.zoo._pairs import paired_features, parse_layers, paths_of
+from compressor.distill.losses.zoo._pairs import embedding_pair, parse_layers, paths_of
 from compressor.distill.losses.zoo.base import (
     KDBatch,
     KDInputError,
@@ -51,12 +51,7 @@ class LeafAlignment(KDLoss):
 
     def embeddings(self, batch: KDBatch) -> tuple[Tensor, Tensor]:
         """The (student, teacher) N x D embeddings this loss reads."""
-        if self.pairs:
-            student, teacher = paired_features(batch, self.pairs, loss=NAME)[0]
-        else:
-            batch.need("student", "teacher", loss=NAME)
-            student, teacher = batch.student, batch.teacher
-        return student.flatten(1), teacher.flatten(1)
+        return embedding_pair(batch, self.pairs, loss=NAME)
 
     def prepare(self, batch: KDBatch) -> None:
         """Build the Linear projection when student and teacher widths differ."""
