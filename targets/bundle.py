@@ -105,7 +105,7 @@ def _manifest(name: str, artifact: Artifact, folder: Path, runtime_version: str)
         "toolchain": {"edge_compress": __version__, "python": platform.python_version(),
                       "numpy": np.__version__, "torch": torch.__version__,
                       "built_on": f"{platform.system()} {platform.machine()}"},
-        "selftest_tolerance": {"atol": tol.atol, "rtol": tol.rtol, "stat": tol.stat},
+        "selftest_tolerance": tol.to_dict(),
         "files": files,
     }
 

@@ -48,10 +48,13 @@ def reference_runner(reference: str, artifact, model_args: dict):
 @click.option("--batch", "batch_text", default=None, help="Batch sizes, e.g. 1,2,3 (default: 1,2,3 when dynamic).")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance (default: per precision).")
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (default: per precision).")
+@click.option("--min-sqnr", "min_sqnr_db", type=float, default=None,
+              help="Pass when each output's signal-to-noise ratio is at least this many dB (default for INT8: 20).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--arg", "model_args", multiple=True, metavar="KEY=VALUE", help="Factory argument for a MODEL_SPEC.")
 @json_option
-def compare(reference, artifact, inputs_file, count, batch_text, atol, rtol, seed, model_args, as_json) -> None:
+def compare(reference, artifact, inputs_file, count, batch_text, atol, rtol, min_sqnr_db, seed, model_args,
+            as_json) -> None:
     """Compare ARTIFACT with REFERENCE (a MODEL_SPEC or an FP32 .onnx); exit 1 when parity fails."""
     from compressor.cli.export_cmd import parse_model_args
     from compressor.core.feeds import load_npz_feeds, random_feeds
@@ -60,7 +63,7 @@ def compare(reference, artifact, inputs_file, count, batch_text, atol, rtol, see
     from compressor.targets.table import open_runner
 
     candidate = Artifact.load(artifact)
-    tolerance = Tolerance.for_precision(candidate.precision, atol, rtol)
+    tolerance = Tolerance.for_precision(candidate.precision, atol, rtol, min_sqnr_db)
     dynamic = all(isinstance(s.shape[0], str) for s in candidate.inputs)
     batches = parse_batches(batch_text) if batch_text else ((1, 2, 3) if dynamic else (None,))
     if inputs_file:
@@ -71,10 +74,21 @@ def compare(reference, artifact, inputs_file, count, batch_text, atol, rtol, see
             open_runner(candidate) as run:
         report = compare_runners(ref, run, feeds, tolerance)
     lines = [f"{'PASS' if report.passed else 'FAIL'} {candidate.target} {candidate.precision} vs {reference} "
-             f"on {report.feeds} input(s), atol {tolerance.atol:g} rtol {tolerance.rtol:g}"]
+             f"on {report.feeds} input(s), {tolerance.describe()}"]
     for o in report.outputs:
         lines.append(f"  {o.name:<16} max abs {o.max_abs:.3e}  mean abs {o.mean_abs:.3e}  max rel {o.max_rel:.3e}"
-                     f"  non-finite {o.nonfinite}  {'ok' if o.passed else f'{o.violations} over tolerance'}")
+                     f"  SQNR {o.sqnr_db:.1f} dB  non-finite {o.nonfinite}  {'ok' if o.passed else _why(o)}")
     emit(report.to_dict(), as_json, "\n".join(lines))
     if not report.passed:
         sys.exit(1)
+
+
+def _why(o) -> str:
+    """Why one output failed, in the terms of its statistic."""
+    if o.nonfinite:
+        return f"{o.nonfinite} non-finite"
+    if o.stat == "sqnr":
+        return f"SQNR below {o.min_sqnr_db:g} dB"
+    if o.stat == "mean":
+        return f"mean abs over {o.mean_bound:.3e}"
+    return f"{o.violations} over tolerance"

@@ -17,8 +17,9 @@ from compressor.cli.options import emit, json_option, threads_option
 @click.option("--student-weights", type=click.Path(), default=None,
               help="Load the student's base instead of training it.")
 @click.option("--teacher", "teacher_spec", default=None,
-              help="Your teacher (MODEL_SPEC): run without a recipe, from the starter recipe's defaults.")
-@click.option("--student", "student_spec", default=None, help="Your student (MODEL_SPEC), with --teacher.")
+              help="Your teacher (MODEL_SPEC): replaces the recipe's, or without RECIPE runs from the starter "
+                   "recipe's defaults (with --student and --data).")
+@click.option("--student", "student_spec", default=None, help="Your student (MODEL_SPEC), as --teacher.")
 @click.option("--task", "task_kind", type=click.Choice(["classification", "embedding"]), default=None,
               help="With --teacher/--student: what the models output (default classification).")
 @click.option("--init", "init_name", default=None,
@@ -71,18 +72,21 @@ def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, te
 
 
 def _recipe(recipe: str | None, own: dict, quick: bool):
-    """The recipe to run: RECIPE, or one built from the starter's defaults and --teacher/--student/--data."""
+    """The recipe to run: RECIPE (its models replaced by --teacher/--student when given), or one built from
+    the starter's defaults and --teacher/--student/--data."""
+    from pathlib import Path
+
+    from compressor.core.user_code import resolve_beside
     from compressor.distill.config import ConfigError
     from compressor.distill.recipe import load_recipe, parse_recipe
     from compressor.distill.recipes.starter import starter_mapping
 
-    if own["teacher"] is None and own["student"] is None:
+    # a model file named on the command line is relative to where compress runs, not to the recipe's folder
+    models = {role: resolve_beside(own[role], Path.cwd()) for role in ("teacher", "student") if own[role]}
+    if recipe is not None or not models:
         if own["task"] is not None:
-            raise ConfigError("--task goes with --teacher and --student (a recipe names its own task)")
-        return load_recipe(recipe or "sr-dsclora", quick=quick)
-    if recipe is not None:
-        raise ConfigError("--teacher/--student build a recipe of their own: give them without RECIPE "
-                          "(or name the models in the recipe)")
+            raise ConfigError("--task goes with --teacher and --student without RECIPE (a recipe names its task)")
+        return load_recipe(recipe or "sr-dsclora", quick=quick, models=models)
     if own["teacher"] is None or own["student"] is None or own["data"] is None:
         raise ConfigError("running your own models needs --teacher, --student and --data")
     mapping = starter_mapping("own-models", task=own["task"] or "classification", teacher=own["teacher"],

@@ -29,6 +29,16 @@ def names_a_file(spec: str) -> bool:
     return target.endswith(".py") or "/" in target or os.sep in target
 
 
+def resolve_beside(text: str, base: Path) -> str:
+    """``text`` (a path, or a ``file.py:attr`` spec) with a relative file made absolute against ``base`` when
+    it exists there; anything else (a dotted module, a registered name, a missing file) unchanged."""
+    head, sep, tail = text.rpartition(":") if ":" in text and names_a_file(text) else (text, "", "")
+    candidate = Path(base) / head
+    if head and not Path(head).is_absolute() and candidate.exists():
+        return f"{candidate}{sep}{tail}"
+    return text
+
+
 def _put_first_on_path(folder: Path) -> None:
     entry = str(folder)
     if entry in sys.path:

@@ -127,16 +127,21 @@ def _read(name_or_path: str) -> tuple[dict, str]:
     return data, source
 
 
-def load_recipe(name_or_path: str, *, quick: bool = False) -> Recipe:
-    """Read, merge ``quick:`` overrides when asked, and validate a recipe (built-in name or YAML path)."""
+def load_recipe(name_or_path: str, *, quick: bool = False, models: dict[str, str] | None = None) -> Recipe:
+    """Read, merge ``quick:`` overrides when asked, and validate a recipe (built-in name or YAML path).
+    ``models`` (``{"teacher": MODEL_SPEC, "student": ...}``) replaces those roles' models; see
+    :func:`parse_recipe`."""
     data, source = _read(name_or_path)
     base = Path(source).parent if not source.startswith("builtin:") else None
-    return parse_recipe(data, source, quick=quick, base=base)
+    return parse_recipe(data, source, quick=quick, base=base, models=models)
 
 
-def parse_recipe(data: dict, source: str, *, quick: bool = False, base: Path | None = None) -> Recipe:
+def parse_recipe(data: dict, source: str, *, quick: bool = False, base: Path | None = None,
+                 models: dict[str, str] | None = None) -> Recipe:
     """Validate a recipe mapping (``quick:`` overrides merged in when asked). A task with ``resolve_paths``
-    resolves relative paths against ``base`` (the recipe file's folder)."""
+    resolves relative paths against ``base`` (the recipe file's folder). ``models`` replaces a role's model
+    (its factory ``args`` and ``weights`` go with the old model; its training settings stay), for tasks that
+    take any MODEL_SPEC."""
     from compressor.distill.tasks import TASKS
 
     data = dict(data)
@@ -149,6 +154,8 @@ def parse_recipe(data: dict, source: str, *, quick: bool = False, base: Path | N
         if key not in data:
             raise ConfigError(f"{key}: missing required key in recipe {source}")
     task_cls = TASKS.get(str(data["task"]))
+    if models:
+        data = _replace_models(data, models, task_cls, source)
     common = {k: data[k] for k in COMMON_KEYS if k in data and k != "quick"}
     rest = {k: v for k, v in data.items() if k not in COMMON_KEYS}
     recipe = from_mapping(Recipe, {**common, "settings": {}})  # types of the common keys
@@ -157,6 +164,18 @@ def parse_recipe(data: dict, source: str, *, quick: bool = False, base: Path | N
         settings = task_cls.resolve_paths(settings, base)
     _check_targets(recipe.deploy)
     return Recipe(recipe.name, recipe.task, settings, recipe.description, recipe.seed, recipe.deploy, source)
+
+
+def _replace_models(data: dict, models: dict[str, str], task_cls, source: str) -> dict:
+    """``data`` with each role in ``models`` given that MODEL_SPEC (without the old model's args and weights)."""
+    if not getattr(task_cls, "user_models", False):
+        raise ConfigError(f"recipe {source} (task {data['task']}) trains its own registered architectures; "
+                          "--teacher/--student replace models in a classification or embedding recipe")
+    data = dict(data)
+    for role, spec in models.items():
+        kept = data.get(role) if isinstance(data.get(role), dict) else {}
+        data[role] = {**{k: v for k, v in kept.items() if k not in ("args", "weights")}, "model": spec}
+    return data
 
 
 def _check_targets(deploy: DeployConfig) -> None:

@@ -29,11 +29,35 @@ def test_init_writes_a_starter_recipe_that_loads_and_never_overwrites(cli, tmp_p
 
 @pytest.mark.parametrize("args, problem", [
     (("--teacher", "t.py:build"), "needs --teacher, --student and --data"),
-    (("sr-dsclora", "--teacher", "a.py:f", "--student", "b.py:f", "--data", "."), "give them without RECIPE"),
+    (("sr-dsclora", "--student", "b.py:f"), "trains its own registered architectures"),
+    ((str(EXAMPLE / "recipe.yaml"), "--student", "b.py:f", "--task", "embedding"), "--task goes with --teacher"),
     (("--task", "embedding"), "--task goes with --teacher and --student"),
 ])
 def test_own_model_flags_are_checked_in_one_line(cli, args, problem):
     assert_one_line_error(cli("run", *args), problem)
+
+
+def test_teacher_and_student_flags_replace_a_recipes_models():
+    recipe = load_recipe(str(EXAMPLE / "recipe.yaml"), quick=True, models={"student": "wide.py:build"})
+    student, teacher = recipe.settings.student, recipe.settings.teacher
+    assert student.model == "wide.py:build"
+    assert student.args == {} and student.weights is None  # the old model's factory arguments went with it
+    original = load_recipe(str(EXAMPLE / "recipe.yaml"), quick=True)
+    assert original.settings.student.args == {"width": 8}
+    assert teacher == original.settings.teacher and recipe.settings.distill == original.settings.distill
+
+
+def test_a_model_file_on_the_command_line_is_found_where_compress_runs(cli, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("data", "runs", "__pycache__"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "student.py").write_text("from pathlib import Path\nPath(__file__).with_name('imported').touch()\n"
+                                          "def build():\n    raise ValueError('not a model')\n")
+    monkeypatch.chdir(elsewhere)
+    result = cli("run", str(project / "recipe.yaml"), "--student", "student.py:build", "--out", str(tmp_path / "r"))
+    assert (elsewhere / "imported").exists()  # not the recipe folder's student.py
+    assert_one_line_error(result, "student.py:build")
 
 
 def _compress(*args, cwd: Path) -> subprocess.CompletedProcess:

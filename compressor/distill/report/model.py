@@ -41,6 +41,15 @@ class Parity:
     inputs: str
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def sqnr_db(self) -> float | None:
+        """The lowest signal-to-noise ratio over the outputs, when the comparison judged on it."""
+        if self.details.get("tolerance", {}).get("stat") != "sqnr":
+            return None
+        values = [o.get("sqnr_db") for o in self.details.get("outputs", [])]
+        finite = [v for v in values if v is not None]
+        return min(finite) if finite else None
+
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "max_abs": self.max_abs, **self.details, "inputs": self.inputs}
 

@@ -65,11 +65,18 @@ def _engines(engines: tuple[EngineReport, ...], metric: str) -> list[str]:
     for e in engines:
         lat = e.latency
         lines.append(f"| {e.role} | {e.target} | {e.precision} | {e.size_bytes / 1024:.0f} KiB | "
-                     f"{e.parity.max_abs:.2e} | {'pass' if e.parity.passed else 'FAIL'}"
-                     f"{' (task data)' if e.parity.inputs == 'task data' else ''} | "
+                     f"{e.parity.max_abs:.2e} | {_parity_verdict(e.parity)} | "
                      f"{_fmt(e.metric[metric], 4)} | {lat.median:.3f} | {lat.p90:.3f} | {lat.p99:.3f} | "
                      f"{e.throughput_fps:.1f} |")
     return lines
+
+
+def _parity_verdict(parity) -> str:
+    """``pass`` / ``FAIL``, with what it was judged on when that is not random inputs element by element."""
+    notes = ["task data"] if parity.inputs == "task data" else []
+    if parity.sqnr_db is not None:
+        notes.append(f"SQNR {parity.sqnr_db:.1f} dB")
+    return ("pass" if parity.passed else "FAIL") + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _precision_matrix(rows: tuple[PrecisionRow, ...], metric: str) -> list[str]:

@@ -62,6 +62,7 @@ class Task(abc.ABC):
     name: str = ""
     settings_cls: type = object
     metric: str = ""  # the headline metric, higher is better
+    user_models: bool = False  # teacher/student are any MODEL_SPEC (so --teacher/--student may replace them)
 
     def __init__(self, settings: Any, context: RunContext) -> None:
         self.settings, self.context = settings, context

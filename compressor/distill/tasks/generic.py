@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from compressor.core.tensor_spec import TensorSpec
-from compressor.core.user_code import names_a_file
+from compressor.core.user_code import resolve_beside
 from compressor.distill.config import ConfigError
 from compressor.distill.data.user import (
     ArraySet,
@@ -131,6 +131,7 @@ class GenericTask(Task):
 
     settings_cls = GenericSettings
     default_output = "output"
+    user_models = True
 
     def __init__(self, settings: GenericSettings, context: RunContext) -> None:
         super().__init__(settings, context)
@@ -147,13 +148,7 @@ class GenericTask(Task):
         """Relative model files, weights and data in a recipe file name paths beside it when they exist there."""
 
         def near(text: str | None) -> str | None:
-            if not text:
-                return text
-            head, sep, tail = text.rpartition(":") if names_a_file(text) else (text, "", "")
-            candidate = base / head
-            if not Path(head).is_absolute() and candidate.exists():
-                return f"{candidate}{sep}{tail}"
-            return text
+            return resolve_beside(text, base) if text else text
 
         def model(m: UserModel) -> UserModel:
             return dataclasses.replace(m, model=near(m.model) or m.model, weights=near(m.weights))
