@@ -18,7 +18,7 @@ teacher:
   args: {{}}                  # keyword arguments of the factory
   weights: null             # a state dict (.pt saved with torch.save(model.state_dict())) or .safetensors;
                             # without weights the teacher is trained with cross-entropy first (needs labels)
-  train: {{iterations: 500, lr: 0.002, batch: 64}}   # iterations: 0 uses the teacher as its factory builds it
+  train: {{iterations: 500, lr: 0.01, batch: 64}}   # iterations: 0 uses the teacher as its factory builds it
 
 student:
   model: {student}          # give it input_specs (e.g. ["image:Nx3x32x32:float32:0..1"]) and output_names
@@ -35,7 +35,7 @@ data:
 distill:                    # the baseline is the same student, steps, data and seed with 'ce' only
   losses:                   # ce, or any registered loss (compress list losses); feature losses take
     - {{name: {soft_loss}}}  # layers: [[student.module.path, teacher.module.path]]
-{hard_loss}  train: {{iterations: 500, lr: 0.002, batch: 64}}
+{hard_loss}  train: {{iterations: 500, lr: 0.01, batch: 64}}   # Adam, cosine decay; from pretrained weights: ~1e-4
 
 metrics:
   function: null            # module:function(runner, data) -> dict of extra metrics (higher is better)
