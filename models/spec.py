@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from compressor.core.errors import CompressError, InputSpecError, ModelSpecError
 from compressor.core.user_code import is_user_spec, load_callable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,7 +74,7 @@ def resolve_input_specs(loaded: LoadedModel, declared: Sequence[str]):
 
     Symbolic dims without an example size take it from the example inputs when given.
     """
-    from compressor.core.tensor_spec import TensorSpec, parse_specs
+    from compressor.core.tensor_spec import TensorSpec, fill_value_ranges, parse_specs
 
     if declared:
         specs = parse_specs(list(declared))
@@ -82,7 +85,11 @@ def resolve_input_specs(loaded: LoadedModel, declared: Sequence[str]):
                  for n, t in loaded.example_inputs.items()]
     else:
         raise InputSpecError("the model declares no inputs: pass --input NAME:SHAPE[:DTYPE] (e.g. image:Nx3x64x64)")
-    return [_fill_examples(s, loaded.example_inputs or {}) for s in specs]
+    specs = [_fill_examples(s, loaded.example_inputs or {}) for s in specs]
+    # integer inputs need a value range (random test inputs are drawn from it): the spec's, the model's, or
+    # its example values'; which one was used is logged
+    return fill_value_ranges(specs, declared=loaded.input_specs or (), samples=loaded.example_inputs,
+                             note=lambda text: log.warning("%s", text))
 
 
 def _fill_examples(spec, examples: Mapping[str, Any]):

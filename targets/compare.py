@@ -41,6 +41,10 @@ class Tolerance:
     def __post_init__(self):
         if self.stat not in STATS:
             raise CompressError(f"unknown parity statistic '{self.stat}': choose from {', '.join(STATS)}")
+        for name, value in (("atol", self.atol), ("rtol", self.rtol), ("min SQNR (dB)", self.min_sqnr_db)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0:
+                raise CompressError(f"tolerance {name} must be a finite number >= 0, not {value!r}")
 
     @classmethod
     def for_precision(cls, precision: str, atol: float | None = None, rtol: float | None = None,
@@ -75,7 +79,8 @@ class OutputParity:
     mean_abs: float = 0.0
     max_rel: float = 0.0
     mean_rel: float = 0.0
-    nonfinite: int = 0
+    nonfinite: int = 0  # NaN/Inf elements the candidate output
+    ref_nonfinite: int = 0  # NaN/Inf elements the reference output (the reference model is broken there)
     violations: int = 0
     elements: int = 0
     ref_max: float = 0.0
@@ -102,7 +107,7 @@ class OutputParity:
             within = self.mean_abs <= self.mean_bound
         else:
             within = self.sqnr_db >= self.min_sqnr_db
-        return self.nonfinite == 0 and within and self.elements > 0
+        return self.nonfinite == 0 and self.ref_nonfinite == 0 and within and self.elements > 0
 
 
 @dataclass
@@ -137,9 +142,12 @@ def _finite_or_none(value: float) -> float | None:
 def _accumulate(stat: OutputParity, ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> None:
     ref64 = np.asarray(ref, dtype=np.float64)
     got64 = np.asarray(got, dtype=np.float64)
-    finite = np.isfinite(got64)
-    stat.nonfinite += int(got64.size - finite.sum())
-    diff = np.abs(np.where(finite, got64, 0.0) - ref64)
+    finite_got, finite_ref = np.isfinite(got64), np.isfinite(ref64)
+    stat.nonfinite += int(got64.size - finite_got.sum())
+    stat.ref_nonfinite += int(ref64.size - finite_ref.sum())
+    both = finite_got & finite_ref  # errors are measured where both are numbers; the rest is counted above
+    ref64 = np.where(both, ref64, 0.0)
+    diff = np.abs(np.where(both, got64, 0.0) - ref64)
     scale = float(np.abs(ref64).max(initial=0.0))
     rel = diff / max(scale, 1e-12)
     n_before, n = stat.elements, diff.size
@@ -153,6 +161,17 @@ def _accumulate(stat: OutputParity, ref: np.ndarray, got: np.ndarray, tol: Toler
     stat.noise_energy += float(np.square(diff).sum())
     stat.ref_max, stat.stat, stat.min_sqnr_db = max(stat.ref_max, scale), tol.stat, tol.min_sqnr_db
     stat.mean_bound = tol.atol + tol.rtol * stat.ref_max
+
+
+def nonfinite_summary(report: "ParityReport") -> str | None:
+    """``"output 'y': 3 NaN/Inf value(s) in the candidate"``-style words for outputs holding NaN or Inf, or None."""
+    parts = []
+    for o in report.outputs:
+        if o.nonfinite:
+            parts.append(f"output '{o.name}': {o.nonfinite} non-finite (NaN/Inf) value(s) in the candidate")
+        if o.ref_nonfinite:
+            parts.append(f"output '{o.name}': {o.ref_nonfinite} non-finite (NaN/Inf) value(s) in the reference")
+    return "; ".join(parts) or None
 
 
 def compare_outputs(pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]],
@@ -171,7 +190,8 @@ def compare_outputs(pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str,
         for name, r in ref_items:
             g = got_map[name]
             if np.shape(r) != np.shape(g):
-                raise CompressError(f"output '{name}': reference shape {list(np.shape(r))} != artifact shape {list(np.shape(g))}")
+                raise CompressError(f"output '{name}': reference shape {list(np.shape(r))} "
+                                    f"!= artifact shape {list(np.shape(g))}")
             _accumulate(stats.setdefault(name, OutputParity(name)), r, g, tolerance)
     return ParityReport(tolerance, feeds, list(stats.values()))
 

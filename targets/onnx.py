@@ -20,7 +20,7 @@ from compressor.core.files import atomic_path, ensure_writable_dir
 from compressor.core.tensor_spec import TensorSpec
 from compressor.core.version import __version__
 from compressor.targets.base import Artifact
-from compressor.targets.compare import Tolerance, compare_outputs
+from compressor.targets.compare import Tolerance, compare_outputs, nonfinite_summary
 from compressor.targets.onnx_io import graph_specs, write_metadata
 from compressor.targets.torch_runner import outputs_to_dict
 
@@ -135,6 +135,10 @@ def _verify(model, proto: onnx.ModelProto, inputs, output_names, options: Export
             report = compare_outputs([(ref, got)], options.tolerance)
         except CompressError as exc:
             raise ExportError(f"ONNX output differs from PyTorch at batch {batch}: {exc}") from None
+        nonfinite = nonfinite_summary(report)
+        if nonfinite:  # NaN in both would otherwise compare as "max abs 0"
+            named = nonfinite.replace("the candidate", "ONNX").replace("the reference", "PyTorch")
+            raise ExportError(f"non-finite outputs{f' at batch {batch}' if batch else ''}: {named}")
         if not report.passed:
             raise ExportError(f"ONNX output differs from PyTorch at batch {batch} (max abs {report.max_abs:.3g})")
 

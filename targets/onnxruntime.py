@@ -6,14 +6,19 @@ int8 is the Q/DQ model from calibration (the same file OpenVINO and TensorRT con
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import onnx
+
+from compressor.core.errors import BuildError
 from compressor.core.files import atomic_path
 from compressor.targets.backend_runner import BackendRunner
 from compressor.targets.base import Artifact, Feed, Runner, Target, default_name
 from compressor.targets.onnx_io import graph_specs, load_onnx, read_metadata
+from compressor.targets.onnx_normalize import normalized_onnx
 from compressor.targets.options import TargetOptions
 
 
@@ -45,15 +50,22 @@ class OnnxRuntimeTarget(Target):
         inputs, outputs = graph_specs(model)
         dest = Path(out_dir) / f"{name or default_name(Path(onnx_path), precision)}.onnx"
         meta: dict[str, Any] = {"onnx_metadata": read_metadata(model)}
-        if precision == "fp16":
-            to_fp16(Path(onnx_path), dest)
-        elif precision == "int8":
-            int8 = int8 or Int8Options()
-            quantize_qdq(Path(onnx_path), dest, calibration, int8)
-            meta["int8"] = {**asdict(int8), "calibration_samples": len(calibration)}
-        elif Path(onnx_path).resolve() != dest.resolve():
-            with atomic_path(dest) as tmp:
-                shutil.copyfile(onnx_path, tmp)
+        with tempfile.TemporaryDirectory(prefix="normalize-") as scratch:
+            source, normalized = normalized_onnx(onnx_path, scratch)  # old-style graphs: current opset and IR
+            if normalized:
+                meta["normalized"] = normalized.to_dict()
+            if precision == "fp16":
+                to_fp16(source, dest)
+            elif precision == "int8":
+                int8 = int8 or Int8Options()
+                quantize_qdq(source, dest, calibration, int8)
+                meta["int8"] = {**asdict(int8), "calibration_samples": len(calibration)}
+            elif Path(source).resolve() != dest.resolve():
+                with atomic_path(dest) as tmp:
+                    if _external_tensors(Path(source), model):  # one self-contained file, no data elsewhere
+                        onnx.save(model, str(tmp))
+                    else:
+                        shutil.copyfile(source, tmp)
         artifact = Artifact(target=self.name, precision=precision, path=dest.resolve(), files=(dest.name,),
                             inputs=tuple(inputs), outputs=tuple(outputs),
                             options=options.to_sidecar(), source=str(Path(onnx_path).resolve()),
@@ -63,3 +75,15 @@ class OnnxRuntimeTarget(Target):
 
     def load_runner(self, artifact: Artifact, *, threads: int | None = None) -> Runner:
         return BackendRunner(artifact, threads=threads)
+
+
+def _external_tensors(path: Path, model: onnx.ModelProto) -> bool:
+    """True when ``path`` keeps tensors in external data (which ``model``, from ``load_onnx``, holds loaded);
+    raises BuildError when the model is too large for one file."""
+    from compressor.targets.onnx_io import uses_external_data
+
+    if not uses_external_data(path):
+        return False
+    if model.ByteSize() >= 2**31:
+        raise BuildError("an fp32 onnxruntime artifact of a model over 2 GB with external data is not supported")
+    return True

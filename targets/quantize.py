@@ -70,7 +70,7 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from compressor.calibration.cache import cache_path
+    from compressor.calibration.cache import cache_path, discard_cache, usable_cache
     from compressor.calibration.ort_reader import ort_reader
 
     if options.method not in METHODS:
@@ -89,6 +89,18 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
         return folder / "prepared.onnx"
 
     def quantize(model: Path, target: Path, cache: Path | None) -> None:
+        cached = cache is not None and usable_cache(cache, options.method)
+        try:
+            quantize_once(model, target, cache)
+        except Exception as exc:  # a cache that parses but does not fit this model: calibrate again, once
+            if not cached or options.ranges_from:  # (ranges_from: the cache holds another model's ranges)
+                raise
+            log.warning("ignoring the calibration cache %s (%s: %s); calibrating again", cache, type(exc).__name__,
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            discard_cache(cache)
+            quantize_once(model, target, cache)
+
+    def quantize_once(model: Path, target: Path, cache: Path | None) -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # calibrator chatter
             quantize_static(str(model), str(target), ort_reader(feeds), quant_format=QuantFormat.QDQ,
                             per_channel=options.per_channel, activation_type=act, weight_type=QuantType.QInt8,
@@ -103,7 +115,7 @@ def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options
         if options.ranges_from:  # ONNX Runtime reads the ranges from a calibration cache keyed by tensor name
             reference = prepared(Path(options.ranges_from), Path(tmp) / "reference")
             cache = cache_path(reference, feeds, options.method) if options.use_cache else Path(tmp) / "ranges.json"
-            if not cache.is_file():
+            if not usable_cache(cache, options.method):
                 quantize(reference, Path(tmp) / "reference_qdq.onnx", cache)
         with atomic_path(out_path) as target:
             quantize(model, target, cache)
@@ -119,9 +131,14 @@ def calibration_chunk(count: int, most: int = 64) -> int:
 
 def rewritten_for_int8(onnx_path: Path, out_path: Path, options: Int8Options) -> Path:
     """``onnx_path`` after the exact rewrites that help INT8 (see :mod:`compressor.targets.graph_rewrites`), or
-    itself; the Q/DQ and NNCF paths both quantize it."""
+    itself; the Q/DQ and NNCF paths both quantize it. An old-style graph is normalized first (current opset,
+    initializers out of the inputs; :mod:`compressor.targets.onnx_normalize`), into ``out_path``'s folder.
+    Nodes named in ``options.exclude`` must exist (one line naming the first that does not)."""
     from compressor.targets.graph_rewrites import split_concat_convs
+    from compressor.targets.onnx_normalize import normalized_onnx
 
+    onnx_path, _ = normalized_onnx(onnx_path, Path(out_path).parent)
+    check_excluded_nodes(onnx_path, options.exclude)
     if not options.split_concat:
         return Path(onnx_path)
     model, split = split_concat_convs(onnx.load(str(onnx_path)), keep=options.exclude)
@@ -130,6 +147,26 @@ def rewritten_for_int8(onnx_path: Path, out_path: Path, options: Int8Options) ->
     log.info("split %d conv(s) over a Concat for per-part activation scales: %s", len(split), ", ".join(split))
     onnx.save(model, str(out_path))
     return out_path
+
+
+def check_excluded_nodes(onnx_path: Path, exclude: Sequence[str]) -> None:
+    """Raise BuildError naming the first of ``exclude`` (nodes to keep in float) that is not a node of the
+    graph, with the closest name when there is one."""
+    from compressor.core.errors import did_you_mean
+
+    if not exclude:
+        return
+    names = [n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node if n.name]
+    missing = [name for name in exclude if name not in set(names)]
+    if missing:
+        quantizable = [n for n in quantizable_nodes(Path(onnx_path))] or names
+        raise BuildError(f"cannot keep node '{missing[0]}' in float: the model has no node of that name"
+                         f"{did_you_mean(missing[0], names)}; quantizable nodes: {_listed(quantizable)}")
+
+
+def _listed(names: Sequence[str], most: int = 8) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > most else "") if names else "none"
 
 
 def qdq_layer_scales(qdq_path: Path) -> dict[str, dict[str, float]]:

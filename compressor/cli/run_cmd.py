@@ -43,8 +43,11 @@ def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, te
     from compressor.core.files import ensure_writable_dir
     from compressor.distill.config import ConfigError
     from compressor.distill.pipeline import run_recipe
+    from compressor.distill.recipe_bounds import SEED_MAX
     from compressor.distill.tasks.base import RunContext
 
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"--seed: must be in 0..{SEED_MAX} (what numpy and torch accept), got {seed}")
     own = {"teacher": teacher_spec, "student": student_spec, "data": data, "task": task_kind}
     if init_name is not None:
         path = _write_starter(init_name, own)

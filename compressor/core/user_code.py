@@ -24,19 +24,38 @@ def is_user_spec(text: str) -> bool:
 
 
 def names_a_file(spec: str) -> bool:
-    """Whether ``spec`` (``target:attr``) names a Python file (``path/to/file.py:attr``), not a dotted module."""
+    """Whether ``spec`` (``target:attr``) names a Python file (``path/to/file.py:attr``), not a dotted module
+    (a target that is an existing file counts too, so ``model.txt:build`` is told it is not a ``.py`` file)."""
     target = spec.rpartition(":")[0]
-    return target.endswith(".py") or "/" in target or os.sep in target
+    return target.endswith(".py") or "/" in target or os.sep in target or _is_file(target)
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return bool(text) and Path(text).is_file()
+    except (OSError, ValueError):  # a name too long, or with a NUL byte
+        return False
 
 
 def resolve_beside(text: str, base: Path) -> str:
     """``text`` (a path, or a ``file.py:attr`` spec) with a relative file made absolute against ``base`` when
     it exists there; anything else (a dotted module, a registered name, a missing file) unchanged."""
-    head, sep, tail = text.rpartition(":") if ":" in text and names_a_file(text) else (text, "", "")
+    file_spec = ":" in text and (names_a_file(text) or _is_file(str(Path(base) / text.rpartition(":")[0])))
+    head, sep, tail = text.rpartition(":") if file_spec else (text, "", "")
     candidate = Path(base) / head
-    if head and not Path(head).is_absolute() and candidate.exists():
-        return f"{candidate}{sep}{tail}"
+    try:
+        if head and not Path(head).is_absolute() and candidate.exists():
+            return f"{candidate}{sep}{tail}"
+    except (OSError, ValueError):  # a name too long, or with a NUL byte: not a file beside the recipe
+        pass
     return text
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def _put_first_on_path(folder: Path) -> None:
@@ -50,8 +69,10 @@ def load_file(path_text: str | os.PathLike, *, error: type[CompressError] = Comp
               what: str = "file") -> ModuleType:
     """Import a ``.py`` file as a module, with its folder first on ``sys.path``; one-line ``error`` otherwise."""
     path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise error(f"{what} {path} does not exist")
+    if not _is_file(str(path)):
+        raise error(f"{what} {path} is a folder, not a .py file" if _is_dir(path) else f"{what} {path} does not exist")
+    if path.suffix != ".py":
+        raise error(f"{what} {path} is not a .py file (user code is path/to/file.py:function)")
     path = path.resolve()
     _put_first_on_path(path.parent)
     name = f"_compress_user_{path.stem}_{abs(hash(str(path))) % 10**8}"

@@ -6,6 +6,7 @@ Unknown keys get "did you mean", wrong types name the key path and the expected 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Mapping
@@ -14,7 +15,16 @@ from compressor.core.errors import CompressError, did_you_mean
 
 
 class ConfigError(CompressError):
-    """A recipe or configuration value that is unknown, missing or of the wrong type."""
+    """A recipe or configuration value that is unknown, missing or of the wrong type. Its message is one line
+    (line breaks and other control characters from the recipe's own text are shown escaped)."""
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped, so an error stays on one line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 # Field metadata ``{"config": REST}``: the field (typed ``tuple[tuple[str, Any], ...]``) takes every key the
@@ -66,7 +76,8 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
                 return _convert(arg, value, path)
             except ConfigError as exc:
                 problems.append(str(exc))
-        raise ConfigError(problems[0] if len(problems) == 1 else f"{path}: {value!r} fits none of {_hint_name(hint)}")
+        raise ConfigError(problems[0] if len(problems) == 1
+                          else f"{path}: {_short(value)} fits none of {_hint_name(hint)}")
     if dataclasses.is_dataclass(hint):
         return from_mapping(hint, value, path)
     if origin in (list, tuple):
@@ -81,20 +92,38 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
         return {str(k): _convert(item, v, f"{path}.{k}") for k, v in value.items()}
     if typing.get_origin(hint) is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{path}: '{value}' is not one of {', '.join(map(str, args))}"
+            raise ConfigError(f"{path}: {_short(value)} is not one of {', '.join(map(str, args))}"
                               f"{did_you_mean(str(value), map(str, args))}")
         return value
     return _scalar(hint, value, path)
 
 
+# Integers beyond this are no count, size or seed a recipe means (and overflow numpy, torch and float()).
+LARGEST_INT = 2**63 - 1
+
+
 def _scalar(hint: type, value: Any, path: str) -> Any:
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, int) and abs(value) > LARGEST_INT or not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {_short(value)}")
         return float(value)
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > LARGEST_INT:
+            raise ConfigError(f"{path}: {_short(value)} is out of range (at most {LARGEST_INT})")
         return value
     if hint in (str, bool) and isinstance(value, hint):
         return value
-    raise ConfigError(f"{path}: expected {_hint_name(hint)}, got {_type_name(value)} {value!r}")
+    raise ConfigError(f"{path}: expected {_hint_name(hint)}, got {_type_name(value)} {_short(value)}")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, on one line (recipes may hold anything)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        text = f"<{type(value).__name__}>"
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _join(path: str, key: Any) -> str:

@@ -101,34 +101,99 @@ def builtin_recipes() -> dict[str, str]:
     return {name: (desc[0] if desc else "") for name, desc in found.items()}
 
 
-def _read(name_or_path: str) -> tuple[dict, str]:
-    import yaml
+# A recipe is a page of settings: larger files or deeper nesting are a mistake (or an attack), refused in one
+# line before PyYAML's recursive parser and our own walk over the mapping meet them.
+MAX_RECIPE_BYTES = 1 << 20
+MAX_RECIPE_DEPTH = 32
+MAX_RECIPE_NODES = 100_000
 
+
+def _read(name_or_path: str) -> tuple[dict, str]:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or "/" in name_or_path:
         if not path.is_file():
             raise ConfigError(f"recipe file not found: {path}")
-        text, source = path.read_text(), str(path)
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise ConfigError(f"recipe {path} is {path.stat().st_size} bytes; a recipe is at most "
+                              f"{MAX_RECIPE_BYTES} bytes of YAML")
+        raw, source = path.read_bytes(), str(path)
     else:
         names = builtin_recipes()
         if name_or_path not in names:
             raise ConfigError(f"unknown recipe '{name_or_path}'{did_you_mean(name_or_path, names)}; "
                               f"built-in: {', '.join(names)} (or pass a .yaml path)")
-        text = resources.files("compressor.distill.recipes").joinpath(f"{name_or_path}.yaml").read_text()
+        raw = resources.files("compressor.distill.recipes").joinpath(f"{name_or_path}.yaml").read_bytes()
         source = f"builtin:{name_or_path}"
+    return parse_recipe_text(raw, source), source
+
+
+def parse_recipe_text(raw: bytes | str, source: str) -> dict:
+    """The mapping a recipe's YAML text holds; one-line ConfigError for text that is not UTF-8, holds control
+    characters, is not YAML, nests deeper than :data:`MAX_RECIPE_DEPTH`, or is not a mapping."""
+    import yaml
+
+    if isinstance(raw, bytes):
+        if len(raw) > MAX_RECIPE_BYTES:
+            raise ConfigError(f"recipe {source} is {len(raw)} bytes; a recipe is at most {MAX_RECIPE_BYTES} bytes")
+        try:
+            raw = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"recipe {source} is not UTF-8 text (byte {exc.start}): is it a YAML file?") from None
+    bad = next((i for i, ch in enumerate(raw) if not ch.isprintable() and ch not in "\t\n\r"), None)
+    if bad is not None:
+        line = raw.count("\n", 0, bad) + 1
+        raise ConfigError(f"recipe {source} holds a control character {raw[bad]!r} (line {line}): is it a YAML file?")
+    _check_nesting_text(raw, source)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"recipe {source} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"recipe {source} is not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"recipe {source} nests too deeply (at most {MAX_RECIPE_DEPTH} levels)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {source} must be a mapping of keys, got {type(data).__name__}")
-    return data, source
+    check_nesting(data, source)
+    return data
+
+
+def _check_nesting_text(text: str, source: str) -> None:
+    """Refuse flow-style nesting (``[[[[...`` / ``{{{{...``) deeper than the limit before PyYAML recurses."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    if deepest > MAX_RECIPE_DEPTH * 4:  # brackets inside quoted text count too: only far past the limit refuse
+        raise ConfigError(f"recipe {source} nests too deeply (at most {MAX_RECIPE_DEPTH} levels)")
+
+
+def check_nesting(data: Any, source: str) -> None:
+    """Refuse a recipe mapping nested deeper than :data:`MAX_RECIPE_DEPTH` or with more than
+    :data:`MAX_RECIPE_NODES` values (YAML aliases can repeat one list exponentially). Iterative: no recursion."""
+    stack, nodes = [(data, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_RECIPE_DEPTH:
+            raise ConfigError(f"recipe {source} nests too deeply (at most {MAX_RECIPE_DEPTH} levels)")
+        if nodes > MAX_RECIPE_NODES:
+            raise ConfigError(f"recipe {source} holds more than {MAX_RECIPE_NODES} values; a recipe is a page of "
+                              f"settings")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+            stack.extend((k, depth + 1) for k in value if isinstance(k, tuple))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def load_recipe(name_or_path: str, *, quick: bool = False, models: dict[str, str] | None = None) -> Recipe:
-    """Read, merge ``quick:`` overrides when asked, and validate a recipe (built-in name or YAML path).
+    """Read, merge ``quick:`` overrides when asked, and validate a recipe (built-in name or YAML path): every
+    setting, both forms (with and without ``quick:``), before anything is trained.
     ``models`` (``{"teacher": MODEL_SPEC, "student": ...}``) replaces those roles' models; see
     :func:`parse_recipe`."""
     data, source = _read(name_or_path)
@@ -141,27 +206,56 @@ def parse_recipe(data: dict, source: str, *, quick: bool = False, base: Path | N
     """Validate a recipe mapping (``quick:`` overrides merged in when asked). A task with ``resolve_paths``
     resolves relative paths against ``base`` (the recipe file's folder). ``models`` replaces a role's model
     (its factory ``args`` and ``weights`` go with the old model; its training settings stay), for tasks that
-    take any MODEL_SPEC."""
+    take any MODEL_SPEC.
+
+    The whole recipe is validated, not only the form that runs: with ``quick`` the full-length recipe is
+    checked too, and without it the ``quick:`` form, so a mistake in either is found before any training.
+    Every number is checked against its range (:mod:`compressor.distill.recipe_bounds`)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {source} must be a mapping of keys, got {type(data).__name__}")
+    check_nesting(data, source)
+    quick_overrides = data.get("quick", None) or {}
+    if not isinstance(quick_overrides, dict):
+        raise ConfigError("quick: expected a mapping of overrides")
+    recipe = _parse_form(data, source, quick=quick, base=base, models=models)
+    if quick_overrides:
+        try:
+            _parse_form(data, source, quick=not quick, base=base, models=models)
+        except ConfigError as exc:
+            form = "without --quick" if quick else "in its quick: form (--quick)"
+            raise ConfigError(f"recipe {source} {form}: {exc}") from None
+    return recipe
+
+
+def _parse_form(data: dict, source: str, *, quick: bool, base: Path | None,
+                models: dict[str, str] | None) -> Recipe:
+    """One form of the recipe (``quick`` overrides merged in or not), validated."""
+    from compressor.core.errors import CompressError
+    from compressor.distill.recipe_bounds import check_bounds
     from compressor.distill.tasks import TASKS
 
     data = dict(data)
     quick_overrides = data.pop("quick", None) or {}
-    if not isinstance(quick_overrides, dict):
-        raise ConfigError("quick: expected a mapping of overrides")
     if quick:
         data = deep_merge(data, quick_overrides)
     for key in ("name", "task"):
         if key not in data:
             raise ConfigError(f"{key}: missing required key in recipe {source}")
-    task_cls = TASKS.get(str(data["task"]))
+    try:
+        task_cls = TASKS.get(str(data["task"]))
+    except CompressError as exc:
+        raise ConfigError(f"task: {exc}") from None
     if models:
         data = _replace_models(data, models, task_cls, source)
     common = {k: data[k] for k in COMMON_KEYS if k in data and k != "quick"}
     rest = {k: v for k, v in data.items() if k not in COMMON_KEYS}
     recipe = from_mapping(Recipe, {**common, "settings": {}})  # types of the common keys
     settings = from_mapping(task_cls.settings_cls, rest)
+    check_bounds(settings, "")
+    check_bounds(recipe, "")
     if base is not None and hasattr(task_cls, "resolve_paths"):
         settings = task_cls.resolve_paths(settings, base)
+    task_cls.check_settings(settings)
     _check_targets(recipe.deploy)
     return Recipe(recipe.name, recipe.task, settings, recipe.description, recipe.seed, recipe.deploy, source)
 

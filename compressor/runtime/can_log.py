@@ -31,9 +31,17 @@ class Frames:
         return len(self.ts)
 
 
+def _hex(text):
+    """An identifier in hexadecimal digits only (``int(..., 16)`` would also take ``_``, signs and spaces)."""
+    text = text.strip()
+    if not text or not set(text) <= HEX:
+        raise ValueError(text)
+    return int(text, 16)
+
+
 def _csv(line):
     f = line.split(",")
-    dlc, ident = int(f[2]), int(f[1], 16)
+    dlc, ident = int(f[2]), _hex(f[1])
     if len(f) != dlc + 4 or dlc > 8 or ident < 0:
         raise ValueError
     return float(f[0]), ident, dlc, bytes.fromhex(" ".join(f[3:3 + dlc])), FLAGS[f[-1].strip()]
@@ -46,7 +54,7 @@ def _txt(line):
     dlc = int(f[6])
     if len(f) != dlc + 7 or dlc > 8:
         raise ValueError
-    return float(f[1]), int(f[3], 16), dlc, bytes.fromhex(" ".join(f[7:])), -1
+    return float(f[1]), _hex(f[3]), dlc, bytes.fromhex(" ".join(f[7:])), -1
 
 
 def _candump(line):
@@ -57,7 +65,7 @@ def _candump(line):
     data = b"" if payload[:1] == "R" else bytes.fromhex(payload)
     if len(data) > 8 or not ident:
         raise ValueError
-    return float(f[0][1:-1]), int(ident, 16), len(data), data, -1
+    return float(f[0][1:-1]), _hex(ident), len(data), data, -1
 
 
 PARSERS = {"csv": _csv, "txt": _txt, "candump": _candump}
@@ -85,7 +93,7 @@ def diagnose(line, fmt):
         checks = [(f[0].replace(".", "", 1).strip().isdigit(), f"timestamp {f[0]!r} is not a number"),
                   (0 < len(f[1].strip()) <= 8 and all(c in HEX for c in f[1].strip()),
                    f"CAN ID {f[1]!r} is not hexadecimal"),
-                  (f[2].strip().isdigit() and int(f[2]) <= 8, f"DLC {f[2]!r} is not 0..8")]
+                  (f[2].strip().isascii() and f[2].strip().isdigit() and int(f[2]) <= 8, f"DLC {f[2]!r} is not 0..8")]
         for ok, why in checks:
             if not ok:
                 return why

@@ -19,6 +19,7 @@ from compressor.core.files import atomic_path
 from compressor.targets.backend_runner import BackendRunner
 from compressor.targets.base import Artifact, Feed, Runner, Target, default_name
 from compressor.targets.onnx_io import graph_specs, load_onnx
+from compressor.targets.onnx_normalize import normalized_onnx
 from compressor.targets.openvino.cpu import cpu_supports_bf16
 from compressor.targets.openvino.options import FLOAT_LAYERS, OpenVinoOptions
 
@@ -51,12 +52,15 @@ class OpenVinoTarget(Target):
             hint = FLOAT_LAYERS[float_layers]
         stem = name or default_name(Path(onnx_path), precision)
         xml, bin_ = Path(out_dir) / f"{stem}.xml", Path(out_dir) / f"{stem}.bin"
-        model, meta = self._convert(Path(onnx_path), precision, quantizer, calibration, int8)
+        with tempfile.TemporaryDirectory(prefix="normalize-") as scratch:
+            source, normalized = normalized_onnx(onnx_path, scratch)  # old-style graphs: current opset and IR
+            model, meta = self._convert(source, precision, quantizer, calibration, int8, shown=Path(onnx_path))
+        if normalized:
+            meta["normalized"] = normalized.to_dict()
         import openvino as ov
 
         with atomic_path(xml) as tmp_xml, atomic_path(bin_) as tmp_bin:
-            ov.save_model(model, str(tmp_xml), compress_to_fp16=compress)
-            tmp_xml.with_suffix(".bin").replace(tmp_bin)
+            save_ir(model, tmp_xml, tmp_bin, compress, shown=xml)
         artifact = Artifact(target=self.name, precision=precision, path=xml.resolve(), files=(xml.name, bin_.name),
                             inputs=tuple(inputs), outputs=tuple(outputs),
                             options={"device": "CPU", "inference_precision": hint, **options.to_sidecar()},
@@ -66,7 +70,7 @@ class OpenVinoTarget(Target):
         artifact.save()
         return artifact
 
-    def _convert(self, onnx_path: Path, precision: str, quantizer: str, calibration, int8):
+    def _convert(self, onnx_path: Path, precision: str, quantizer: str, calibration, int8, *, shown: Path):
         import openvino as ov
 
         from compressor.targets.quantize import Int8Options, quantize_qdq
@@ -86,8 +90,24 @@ class OpenVinoTarget(Target):
         except BuildError:
             raise
         except Exception as exc:  # OpenVINO and NNCF raise generic errors
-            raise BuildError(f"OpenVINO cannot build {precision} from {onnx_path}: "
+            raise BuildError(f"OpenVINO cannot build {precision} from {shown}: "
                              f"{str(exc).strip().splitlines()[0]}") from None
 
     def load_runner(self, artifact: Artifact, *, threads: int | None = None) -> Runner:
         return BackendRunner(artifact, threads=threads)
+
+
+def save_ir(model, tmp_xml: Path, tmp_bin: Path, compress: bool, *, shown: Path) -> None:
+    """``ov.save_model`` into the temporary ``tmp_xml`` (its weights moved to ``tmp_bin``); a failure (a full
+    disk, a folder gone) is one BuildError line naming the destination ``shown``, with no ``.bin`` left."""
+    import openvino as ov
+
+    written_bin = tmp_xml.with_suffix(".bin")
+    try:
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=compress)
+        written_bin.replace(tmp_bin)
+    except (OSError, RuntimeError) as exc:
+        reason = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise BuildError(f"cannot save the OpenVINO model to {shown}: {reason}") from None
+    finally:
+        written_bin.unlink(missing_ok=True)

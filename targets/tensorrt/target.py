@@ -76,9 +76,12 @@ def _plan_dict(plan: BuildPlan) -> dict:
 
 
 def _onnx_for_plan(onnx_path: Path, plan: BuildPlan, folder: Path, calibration, int8) -> Path:
-    """The graph the plan parses: the FP32 ONNX, its FP16 conversion, or its Q/DQ quantization."""
+    """The graph the plan parses: the FP32 ONNX (normalized when it is old-style: opset < 13, initializers as
+    inputs), its FP16 conversion, or its Q/DQ quantization."""
+    from compressor.targets.onnx_normalize import normalized_onnx
     from compressor.targets.quantize import quantize_qdq, to_fp16
 
+    onnx_path, _ = normalized_onnx(onnx_path, folder)
     if plan.onnx_kind == "fp16":
         return to_fp16(onnx_path, folder / "fp16.onnx")
     if plan.onnx_kind == "qdq":

@@ -42,3 +42,43 @@ def test_pickled_objects_are_refused_and_mismatches_named(tmp_path):
         create_model("can_bert_tiny", weights=tmp_path / "other.pt")
     with pytest.raises(ModelSpecError, match="weights file not found"):
         create_model("lsfidm_bilstm", weights=tmp_path / "missing.pt")
+
+
+# ---------------------------------------------------------------- truncated and corrupt checkpoints
+@pytest.mark.parametrize("damage, needle", [
+    (lambda b: b[: len(b) // 2], "truncated or corrupt"),
+    (lambda b: b[:-1], "truncated or corrupt"),
+    (lambda b: b[:10], "truncated or corrupt"),
+    (lambda b: b"", "the file is empty"),
+    (lambda b: b"\x00garbage" * 50, "not a PyTorch checkpoint"),
+])
+def test_a_damaged_checkpoint_is_one_line_naming_it_without_unsafe_advice(tmp_path, damage, needle):
+    from compressor.models._weights import check_checkpoint, read_state_dict
+
+    good = tmp_path / "good.pth"
+    torch.save({"w": torch.zeros(64, 64)}, good)
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(damage(good.read_bytes()))
+    with pytest.raises(ModelSpecError) as caught:
+        check_checkpoint(bad)
+        read_state_dict(bad)
+    text = str(caught.value)
+    assert needle in text and "bad.pth" in text and "\n" not in text
+    assert "weights_only" not in text and "Errno" not in text
+
+
+def test_a_truncated_legacy_or_safetensors_checkpoint_is_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from compressor.models._weights import read_state_dict
+
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"w": torch.zeros(8)}, legacy, _use_new_zipfile_serialization=False)
+    legacy.write_bytes(legacy.read_bytes()[:-5])
+    with pytest.raises(ModelSpecError, match="legacy.pth: truncated or corrupt file"):
+        read_state_dict(legacy)
+    tensors = tmp_path / "w.safetensors"
+    save_file({"w": torch.zeros(64, 64)}, str(tensors))
+    tensors.write_bytes(tensors.read_bytes()[:-100])
+    with pytest.raises(ModelSpecError, match="w.safetensors: truncated"):
+        read_state_dict(tensors)

@@ -67,7 +67,8 @@ def test_user_file_factory_with_example_inputs(tmp_path):
     """))
     loaded = load_model_spec(f"{source}:build")
     specs = resolve_input_specs(loaded, [])
-    assert [s.format() for s in specs] == ["a:N=2x5:float32", "b:N=2x7:int64"]
+    # an integer input takes its value range from the example values (zeros: 0..1), and says so
+    assert [s.format() for s in specs] == ["a:N=2x5:float32", "b:N=2x7:int64:0..1"]
     artifact = export_onnx(loaded.model, specs, ["y"], tmp_path / "m.onnx")
     assert [i.name for i in artifact.inputs] == ["a", "b"]
 

@@ -110,3 +110,18 @@ def test_cli_jetson_bundle(cli, exported, tmp_path):
     assert "jetson.py build" in result.out and (tmp_path / "jet.tar.gz").exists()
     verified = cli("bundle", "verify", tmp_path / "jet.tar.gz")
     assert verified.code == 0 and "builds its engine on the device" in verified.out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_old_style_onnx_is_normalized_before_tensorrt_parses_it(tmp_path, precision):
+    import onnx
+
+    from compressor.targets.tensorrt.target import _onnx_for_plan
+    from tests.targets.zoo_style import zoo_convnet
+
+    old = zoo_convnet(tmp_path / "zoo.onnx")
+    plan = make_plan([TensorSpec("data/0", (1, 3, 32, 32), "float32")], precision, (11, 0))
+    parsed = onnx.load(str(_onnx_for_plan(old, plan, tmp_path, None, None)))
+    opset = next(o.version for o in parsed.opset_import if o.domain in ("", "ai.onnx"))
+    listed = {i.name for i in parsed.graph.input} & {t.name for t in parsed.graph.initializer}
+    assert opset >= 13 and parsed.ir_version > 3 and not listed

@@ -134,6 +134,17 @@ def split_targets(count: int, *, window: int, fractions: Sequence[float] = (0.6,
     return out
 
 
+def frames_needed(*, window: int, fractions: Sequence[float], gap: int) -> int | str:
+    """The fewest frames a capture needs for one window in every split (text when no count is enough)."""
+    if min(fractions) <= 0:
+        return "a non-zero fraction for each split"
+    count = int((window + gap) / min(fractions))
+    for count in range(max(count // 2, window), count + 10_000):
+        if all(len(t) for t in split_targets(count, window=window, fractions=fractions, gap=gap).values()):
+            return count
+    return count
+
+
 @dataclass
 class WindowSet:
     """Token windows (int32, cast to int64 per batch) and their target frames' class labels."""
@@ -175,6 +186,13 @@ def build_windows(captures: Sequence[Capture], *, window: int, context: str = "i
     """Windows of every split over all captures, and the ID vocabulary (from the training blocks only);
     ``max_windows[split]`` keeps an evenly spaced subset."""
     splits = [split_targets(len(c.frames), window=window, fractions=fractions, gap=gap) for c in captures]
+    for name in SPLITS:
+        if not any(len(s[name]) for s in splits):
+            needed = frames_needed(window=window, fractions=fractions, gap=gap)
+            largest = max(len(c.frames) for c in captures)
+            raise CanDataError(f"the {name} split holds no windows: the largest capture has {largest} frame(s); "
+                               f"with data.window {window}, data.gap {gap} and data.split {list(fractions)} a "
+                               f"capture needs at least {needed}")
     vocab = id_vocabulary(captures, splits, id_min_share)
     table, chosen = id_table(vocab), {}
     for name in SPLITS:  # pick the windows first, so a multi-million-frame file is tokenised only where needed

@@ -122,6 +122,10 @@ class _SRDataset(Dataset, abc.ABC):
         """A short human description for error messages."""
         return type(self).__name__
 
+    def check_images(self, *, min_size: int, decode: bool) -> None:
+        """Raise DatasetError naming the first image that cannot be read (fully decoded when ``decode``, else
+        its header and checksums) or is smaller than ``min_size`` on a side. Built-in images are known good."""
+
 
 def _flip(pair: SRPair, gen: torch.Generator) -> SRPair:
     """Random horizontal flip, vertical flip and transpose, applied identically to LR and HR."""
@@ -161,11 +165,31 @@ class ImageFolderSRDataset(_SRDataset):
         try:
             with Image.open(path) as image:
                 return to_chw_float(np.asarray(image.convert("RGB")))
-        except OSError as exc:
-            raise DatasetError(f"cannot read image {path}: {exc}") from None
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise DatasetError(f"cannot read image {path}: {_first_line(exc)}") from None
+
+    def check_images(self, *, min_size: int, decode: bool) -> None:
+        for path in self.paths:
+            try:
+                with Image.open(path) as image:
+                    width, height = image.size
+                    if decode or image.format != "PNG":
+                        image.load()
+                    else:
+                        image.verify()  # a PNG's chunks and checksums, without decoding (large training sets)
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                raise DatasetError(f"cannot read image {path}: {_first_line(exc)}") from None
+            if min(width, height) < min_size:
+                raise DatasetError(f"image {path} is {width}x{height}: smaller than {min_size} pixels, the "
+                                   f"largest training patch (use larger images or a smaller patch)")
 
     def describe(self) -> str:
         return f"folder {self.root}"
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _skimage_loader(name: str) -> Callable[[], np.ndarray]:

@@ -159,8 +159,8 @@ def read_image(path: Path, layout: ImageLayout) -> np.ndarray:
             if layout.size is not None and image.size != (layout.size[1], layout.size[0]):
                 image = image.resize((layout.size[1], layout.size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.float32) / 255.0
-    except OSError as exc:
-        raise UserDataError(f"cannot read image {path}: {exc}") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UserDataError(f"cannot read image {path}: {_first_line(exc)}") from None
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
@@ -173,18 +173,24 @@ def image_size_of(source: str) -> tuple[int, int] | None:
         return None
     for file in sorted(root.rglob("*")):
         if file.suffix.lower() in IMAGE_SUFFIXES:
-            with Image.open(file) as image:
-                return image.size[1], image.size[0]
+            try:
+                with Image.open(file) as image:
+                    return image.size[1], image.size[0]
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                raise UserDataError(f"cannot read image {file}: {_first_line(exc)}") from None
     return None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------- .npz
 def _npz(path: Path, val_fraction: float, seed: int) -> UserData:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise UserDataError(f"cannot read {path}: {exc}") from None
+    from compressor.core.feeds import read_npz
+
+    arrays = read_npz(path, error=UserDataError)
     if "x" not in arrays:
         raise UserDataError(f"data {path}: no 'x' array (it holds: {', '.join(sorted(arrays)) or 'nothing'})")
     train = _array_set(arrays["x"], arrays.get("y"), f"{path} x/y")

@@ -68,16 +68,28 @@ class Task(abc.ABC):
         self.settings, self.context = settings, context
 
     # ------------------------------------------------------------ shared by every task
+    @classmethod
+    def check_settings(cls, settings: Any) -> None:
+        """Fail with one line on settings that cannot work together, when the recipe loads (nothing is read or
+        built yet; ranges of single numbers are :mod:`compressor.distill.recipe_bounds`'). Default: none."""
+
     def role_weights(self, role: str) -> str | None:
         """The checkpoint for ``role`` (teacher or student): ``--weights``, else the recipe's ``weights``."""
         return self.context.weights.get(role) or getattr(self.settings, role).weights
 
     def check_inputs(self) -> None:
-        """Fail early, with one line, on weight files that do not exist, then on the task's data and settings."""
+        """The preflight the pipeline runs before the first training step: the settings again, weight files
+        (each one read, so a truncated or foreign checkpoint is named now), then the task's data (every file
+        read or decoded). Fails with one line; nothing is written."""
+        type(self).check_settings(self.settings)
         for role in WEIGHTED_ROLES:
             path = self.role_weights(role)
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"{role} weights file not found: {path}")
+            if path is not None:
+                from compressor.models._weights import check_checkpoint
+
+                check_checkpoint(path)
         self.check_data()
 
     def data_source(self, recipe_source: str) -> str:

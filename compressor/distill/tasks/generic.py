@@ -212,6 +212,11 @@ class GenericTask(Task):
                 if len(specs) != 1:
                     raise ConfigError(f"task '{self.name}' takes models with one input; the student declares "
                                       f"{len(specs)}")
+                if specs[0].needs_range:  # an integer input: its range comes from the training data
+                    from compressor.core.tensor_spec import fill_value_ranges
+
+                    specs = fill_value_ranges(specs, samples={specs[0].name: self.data().train.inputs},
+                                              note=self.context.stage)
                 self._specs = specs
             else:
                 self._specs = [self._spec_from_data(self.data())]

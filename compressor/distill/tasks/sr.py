@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from compressor.core.tensor_spec import TensorSpec
+from compressor.distill.config import ConfigError
 from compressor.distill.distillers import AffinityKDWeights, FeatureAffinityDistiller
 from compressor.distill.losses import SpatialAffinityLoss
 from compressor.distill.tasks.base import (
@@ -104,9 +105,29 @@ class SuperResolutionTask(Task):
         self._val_images: list | None = None
 
     # ------------------------------------------------------------ inputs
+    @classmethod
+    def check_settings(cls, settings: SRSettings) -> None:
+        """The export and profile inputs are one RGB image each (N x 3 x H x W floats); training patches are
+        whole multiples of the scale."""
+        for key in ("export_input", "profile_input"):
+            spec = _image_spec(getattr(settings, key), key)
+            if key == "export_input":
+                spec.concrete_shape(2)  # every symbolic axis but the batch has an example size
+        scale = settings.data.scale
+        for where, stage in (("teacher.train", settings.teacher.train), ("student.train", settings.student.train),
+                             ("distill.train", settings.distill.train)):
+            if stage.patch % scale:
+                raise ConfigError(f"{where}.patch: {stage.patch} is not a multiple of data.scale ({scale})")
+
     def check_data(self) -> None:
-        self._dataset(self.train_source, train=True)
-        self._dataset(self.val_source, train=False)
+        """Every image of both splits is opened and decoded (a corrupt file is named now, not after training),
+        and every training image is at least as large as the largest training patch."""
+        s = self.settings
+        stages = [s.distill.train] + [getattr(s, role).train for role in ("teacher", "student")
+                                      if not self.role_weights(role)]
+        patch = max((stage.patch for stage in stages if stage.iterations > 0), default=s.data.scale)
+        self._dataset(self.train_source, train=True).check_images(min_size=patch, decode=False)
+        self._dataset(self.val_source, train=False).check_images(min_size=self.settings.data.scale, decode=True)
 
     def _dataset(self, source: str, *, train: bool, patch: int | None = None, seed: int = 0):
         from compressor.distill.data import ImageFolderSRDataset, SkimageSRDataset
@@ -241,6 +262,20 @@ class SuperResolutionTask(Task):
             scores["ssim_y"].append(ssim_y(sr, hr, shave=scale))
             scores["psnr_rgb"].append(psnr_rgb(sr, hr, shave=scale))
         return {key: float(np.mean(values)) for key, values in scores.items()} | {"images": len(self._validation())}
+
+
+def _image_spec(text: str, key: str) -> TensorSpec:
+    """``text`` parsed as one RGB image input, or a one-line ConfigError naming ``key``."""
+    from compressor.core.errors import InputSpecError
+
+    try:
+        spec = TensorSpec.parse(text)
+    except InputSpecError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    if len(spec.shape) != 4 or spec.shape[1] != 3 or not spec.dtype.startswith("float"):
+        raise ConfigError(f"{key}: '{text}' must be one RGB image input NAME:Nx3xHxW of floats "
+                          f"(e.g. image:Nx3xH=64xW=64:float32:0..1)")
+    return spec
 
 
 def _centre_crop(lr: torch.Tensor, hr: torch.Tensor, lr_size: int, scale: int):
