@@ -1,7 +1,8 @@
 """ONNX Runtime target: the (converted) ONNX is the artifact; the runner picks TensorRT, CUDA or CPU providers.
 
 fp32 copies the checked ONNX; fp16 converts weights and compute to half with float32 inputs and outputs;
-int8 is the Q/DQ model from calibration (the same file OpenVINO and TensorRT consume).
+int8 is the Q/DQ model from calibration (the same file OpenVINO and TensorRT consume), or with
+``quantizer: dynamic`` ONNX Runtime's dynamic quantization (int8 weights, activations quantized per call).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import onnx
 
@@ -25,10 +26,19 @@ from compressor.targets.options import TargetOptions
 @dataclass(frozen=True)
 class OnnxRuntimeOptions(TargetOptions):
     """``provider``: the execution provider the runner asks for ("auto": TensorRT, CUDA, then CPU, as present;
-    or a name such as "cuda" or "CPUExecutionProvider"). Always recorded in the sidecar."""
+    or a name such as "cuda" or "CPUExecutionProvider"). Always recorded in the sidecar.
+    ``quantizer``: int8 from the shared Q/DQ ONNX with calibrated activations ("qdq") or ONNX Runtime's dynamic
+    quantization ("dynamic": int8 MatMul/Gemm/Gather weights, activations quantized per call from their own
+    range; no calibration; suits transformers on CPUs). It only steers the build (the int8 metadata names it)."""
 
     target = "onnxruntime"
     provider: str = field(default="auto", metadata={"sidecar": "always"})
+    quantizer: Literal["qdq", "dynamic"] = field(default="qdq", metadata={"sidecar": "never"})
+
+    def check_precision(self, precision: str) -> None:
+        """``quantizer`` applies to int8 artifacts only."""
+        if self.quantizer != "qdq" and precision != "int8":
+            raise self._error("quantizer", f"{self.quantizer} applies to int8 artifacts only, not {precision}")
 
 
 class OnnxRuntimeTarget(Target):
@@ -41,11 +51,18 @@ class OnnxRuntimeTarget(Target):
     def build(self, onnx_path: Path, *, precision: str, out_dir: Path, name: str | None = None,
               options: OnnxRuntimeOptions | Mapping[str, Any] | None = None,
               calibration: Sequence[Feed] | None = None, int8: Any = None) -> Artifact:
-        from compressor.targets.quantize import Int8Options, quantize_qdq, to_fp16
+        from compressor.targets.quantize import (
+            Int8Options,
+            quantize_dynamic_int8,
+            quantize_qdq,
+            to_fp16,
+        )
 
         self.check_precision(precision)
         options = self.read_options(options, precision)
-        self.require_calibration(precision, calibration)
+        dynamic = precision == "int8" and options.quantizer == "dynamic"
+        if not dynamic:
+            self.require_calibration(precision, calibration)
         model = load_onnx(onnx_path)
         inputs, outputs = graph_specs(model)
         dest = Path(out_dir) / f"{name or default_name(Path(onnx_path), precision)}.onnx"
@@ -56,6 +73,11 @@ class OnnxRuntimeTarget(Target):
                 meta["normalized"] = normalized.to_dict()
             if precision == "fp16":
                 to_fp16(source, dest)
+            elif dynamic:
+                excluded = tuple(int8.exclude) if int8 else ()
+                quantize_dynamic_int8(source, dest, excluded)
+                meta["int8"] = {"quantizer": "dynamic", "exclude": list(excluded), "per_channel": True,
+                                "calibration_samples": 0}
             elif precision == "int8":
                 int8 = int8 or Int8Options()
                 quantize_qdq(source, dest, calibration, int8)

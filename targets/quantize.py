@@ -55,6 +55,23 @@ def to_fp16(onnx_path: Path, out_path: Path) -> Path:
     return out_path
 
 
+DYNAMIC_OPS = ("MatMul", "Gemm", "Attention", "Gather")  # where dynamic INT8 pays off on a CPU (no ConvInteger)
+
+
+def quantize_dynamic_int8(onnx_path: Path, out_path: Path, exclude: Sequence[str] = ()) -> Path:
+    """Dynamic INT8 (ONNX Runtime's recommendation for transformers on CPUs): weights of MatMul, Gemm and
+    embedding Gather per-channel int8 ahead of time, activations quantized per call from their own range, so
+    no calibration data is needed and no activation range is clipped. ``exclude`` names nodes kept in float."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    check_excluded_nodes(onnx_path, exclude)
+    with atomic_path(out_path) as tmp, contextlib.redirect_stdout(io.StringIO()):
+        quantize_dynamic(str(onnx_path), str(tmp), per_channel=True, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(DYNAMIC_OPS), nodes_to_exclude=list(exclude),
+                         extra_options={"MatMulConstBOnly": True})
+    return out_path
+
+
 def quantize_qdq(onnx_path: Path, out_path: Path, feeds: Sequence[Feed], options: Int8Options = Int8Options()) -> Path:
     """Static INT8 quantization into a Q/DQ ONNX (per-channel weights, calibrated activations).
 

@@ -73,6 +73,7 @@ def build(model, target, precision, out_dir, name, option_pairs, provider, calib
     from compressor.core.files import ensure_writable_dir
     from compressor.targets.onnx_io import load_onnx
     from compressor.targets.quantize import Int8Options
+    from compressor.targets.staged_build import build_staged
     from compressor.targets.table import load_target
 
     builder = load_target(target)
@@ -84,8 +85,9 @@ def build(model, target, precision, out_dir, name, option_pairs, provider, calib
     load_onnx(model)
     folder = ensure_writable_dir(out_dir)
     feeds = load_calibration(calibration, model, calibration_samples) if calibration else None
-    artifact = builder.build(Path(model), precision=precision, out_dir=folder, name=name, options=options,
-                             calibration=feeds, int8=Int8Options(method=calibration_method, exclude=tuple(keep_float)))
+    # staged: a concurrent build of the same name, or an interrupted one, never leaves mixed or half-built files
+    artifact = build_staged(builder, Path(model), precision=precision, out_dir=folder, name=name, options=options,
+                            calibration=feeds, int8=Int8Options(method=calibration_method, exclude=tuple(keep_float)))
     emit(artifact.to_dict() | {"path": str(artifact.path), "sidecar": str(artifact.sidecar)}, as_json,
          f"built {artifact.target} {artifact.precision}: {artifact.path}\n"
          f"next:  compress compare {model} {artifact.path}")

@@ -25,14 +25,14 @@ def report(run_dir, profiles, device_name, as_json) -> None:
 
     folder = Path(run_dir)
     data = read_report(folder)
+    # every value checked first: a report.json broken by hand or by an old version is one line naming the field
+    typed = report_from_dict(data, str(folder / "report.json"))
     if profiles:
-        merged = report_from_dict(data, str(folder / "report.json"))
-        for path in profiles:
-            merged = merge_device_profile(merged, Path(path), device_name)
-        write_report(merged, folder)
-        data = merged.to_dict()
-    rows = data.get("device_profiles", [])
-    emit(data, as_json, f"{folder / 'report.md'}: {len(data.get('artifacts', []))} engine(s) measured here, "
+        for path in profiles:  # each profile checked before anything is written
+            typed = merge_device_profile(typed, Path(path), device_name)
+        write_report(typed, folder)
+        data = typed.to_dict()
+    rows = typed.device_profiles
+    emit(data, as_json, f"{folder / 'report.md'}: {len(typed.engines)} engine(s) measured here, "
          f"{len(rows)} device profile(s)" + "".join(
-             f"\n  {r['device']}: {r['target']} {r['precision']} median {r['latency_ms']['median']:.3f} ms"
-             for r in rows))
+             f"\n  {r.device}: {r.target} {r.precision} median {r.latency.median:.3f} ms" for r in rows))

@@ -3,7 +3,10 @@ engine -> profile -> report -> bundle. Every number in the report is measured in
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +14,16 @@ from typing import Callable
 
 import torch
 
+from compressor.core.files import (
+    atomic_path,
+    ensure_writable_dir,
+    errors_named_at,
+    publish_entries,
+    staging_dir,
+    temp_files_in,
+    write_json,
+)
+from compressor.core.interrupts import terminate_as_interrupt
 from compressor.distill.int8.record import Int8Record
 from compressor.distill.int8.stage import Int8Stage
 from compressor.distill.recipe import Recipe, TargetChoice
@@ -19,11 +32,18 @@ from compressor.distill.report.model import RunReport
 from compressor.distill.report.render import write_report
 from compressor.distill.tasks import TASKS, RoleModel
 from compressor.distill.tasks.base import RunContext
-from compressor.targets.base import Artifact
+from compressor.targets.base import SIDECAR_SUFFIX, Artifact
 from compressor.targets.onnx import ExportOptions, export_onnx
 from compressor.targets.table import load_target
 
 log = logging.getLogger(__name__)
+
+
+# What a run writes into its folder; a new run replaces all of them together (report files last), so no entry
+# of an older run (an engine of a target no longer listed, a stale bundle) is left looking current.
+RUN_ENTRIES = ("checkpoints", "onnx", "engines", "bundle")
+REPORT_FILES = ("report.json", "report.md")
+STAGING_PREFIX = ".run-"
 
 
 @dataclass(frozen=True)
@@ -34,24 +54,53 @@ class RunResult:
 
 
 def run_recipe(recipe: Recipe, context: RunContext) -> RunResult:
-    """Run every stage of ``recipe`` into ``context.out_dir`` and return the report."""
+    """Run every stage of ``recipe`` into ``context.out_dir`` and return the report.
+
+    The run is written into a fresh staging folder inside the run folder (``.run-XXXX.tmp``, its temporary files
+    too) and replaces the previous run's checkpoints, ONNX files, engines, bundle and report only when every
+    stage succeeded. A run that fails or is interrupted (Ctrl-C, SIGTERM) leaves the previous run as it was and
+    no staging folder behind; until the new run is published the previous one stays readable in place."""
     started = time.perf_counter()
     task = TASKS.get(recipe.task)(recipe.settings, context)
     task.check_inputs()
+    check_targets(recipe)
+    out_dir = ensure_writable_dir(context.out_dir)
+    with terminate_as_interrupt(), staging_dir(out_dir, STAGING_PREFIX) as staging, \
+            errors_named_at(staging, out_dir), temp_files_in(staging / ".scratch"):
+        report, bundle = _run_stages(recipe, context, task, staging, out_dir.resolve(), started)
+        relocate_sidecars(staging, staging.resolve(), out_dir.resolve())
+        publish_entries(staging, out_dir, RUN_ENTRIES, last=REPORT_FILES)
+    return RunResult(context.out_dir, report, bundle)
+
+
+def check_targets(recipe: Recipe) -> None:
+    """Before any training: every target the run builds for has its runtime installed and takes the recipe's
+    options at its precision (one line otherwise)."""
+    plan = [*recipe.deploy.targets, recipe.deploy.reference_target]
+    for choice in plan:
+        target = load_target(choice.target)
+        target.check_precision(choice.precision)
+        target.read_options(recipe.deploy.target_options(choice), choice.precision)
+
+
+def _run_stages(recipe: Recipe, context: RunContext, task, staging: Path, final: Path,
+                started: float) -> tuple[RunReport, Path | None]:
+    """Every stage into ``staging``; the report's paths name where the files will be once published to
+    ``final``."""
     stage = Stages(context.stage)
     stage("train teacher, student (with KD) and baseline (without KD)")
     torch.manual_seed(context.seed)
     roles = task.train()
-    _save_checkpoints(roles, context.out_dir / "checkpoints")
+    _save_checkpoints(roles, staging / "checkpoints")
     complexity = {role: task.complexity(rm.model) for role, rm in roles.items()}
     stage("export to ONNX (dynamic axes verified at batch 1, 2, 3)")
-    onnx = {role: _export(task, rm, context.out_dir / "onnx" / f"{role}.onnx", recipe.name)
+    onnx = {role: _export(task, rm, staging / "onnx" / f"{role}.onnx", recipe.name)
             for role, rm in roles.items()}
     stage("build engines")
     plan = [("student", c) for c in recipe.deploy.targets]
     plan += [(role, recipe.deploy.reference_target) for role in ("teacher", "baseline")]
-    engines = context.out_dir / "engines"
-    int8 = Int8Stage(task, recipe.deploy, onnx_dir=context.out_dir / "onnx", engine_dir=engines,
+    engines = staging / "engines"
+    int8 = Int8Stage(task, recipe.deploy, onnx_dir=staging / "onnx", engine_dir=engines,
                      seed=context.seed, announce=stage, source=recipe.name)
     gates: dict[str, Int8Record] = {}
     artifacts = []
@@ -75,11 +124,45 @@ def run_recipe(recipe: Recipe, context: RunContext) -> RunResult:
         profile = next(e.profile for e in report.engines if e.path == str(primary.path))
         from compressor.targets.bundle import create_bundle
 
-        bundle = create_bundle(primary, context.out_dir / "bundle", name=f"{recipe.name}-student",
+        bundle = create_bundle(primary, staging / "bundle", name=f"{recipe.name}-student",
                                profile=profile, extras=task.bundle_extras()).archive
-        report = dataclasses.replace(report, bundle=str(bundle))
-    write_report(report, context.out_dir)
-    return RunResult(context.out_dir, report, bundle)
+    moved = _published_path(staging.resolve(), final)
+    report = dataclasses.replace(report, engines=tuple(dataclasses.replace(e, path=str(moved(e.path)))
+                                                       for e in report.engines),
+                                 bundle=str(moved(bundle)) if bundle else None)
+    write_report(report, staging)
+    return report, moved(bundle) if bundle else None
+
+
+def _published_path(staging: Path, final: Path) -> Callable[[str | Path], Path]:
+    """Where a path under ``staging`` will be once the run is published into ``final``."""
+    def moved(path: str | Path) -> Path:
+        path = Path(path).resolve()
+        return final / path.relative_to(staging) if path.is_relative_to(staging) else path
+
+    return moved
+
+
+def relocate_sidecars(folder: Path, staging: Path, final: Path) -> None:
+    """Rewrite the paths into ``staging`` that sidecars under ``folder`` record (the ONNX an engine was built
+    from, the ranges an INT8 engine used) to where they will be once published into ``final``."""
+    prefix = str(staging)
+
+    def fixed(value):
+        if isinstance(value, str) and (value == prefix or value.startswith(prefix + os.sep)):
+            return str(final) + value[len(prefix):]
+        if isinstance(value, dict):
+            return {k: fixed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fixed(v) for v in value]
+        return value
+
+    for sidecar in folder.rglob(f"*{SIDECAR_SUFFIX}"):
+        if ".scratch" in sidecar.relative_to(folder).parts:
+            continue
+        data = json.loads(sidecar.read_text())
+        if (moved := fixed(data)) != data:
+            write_json(sidecar, moved)
 
 
 class Stages:
@@ -94,25 +177,22 @@ class Stages:
 
 
 def _save_checkpoints(roles: dict[str, RoleModel], folder: Path) -> None:
-    from compressor.core.files import atomic_path, ensure_writable_dir
-
+    """Each role's state dict; serialised in memory first, so a full disk is an OSError naming the file."""
     ensure_writable_dir(folder)
     for role, rm in roles.items():
+        buffer = io.BytesIO()
+        torch.save(rm.model.state_dict(), buffer)
         with atomic_path(folder / f"{role}.pt") as tmp:
-            torch.save(rm.model.state_dict(), tmp)
+            tmp.write_bytes(buffer.getbuffer())
 
 
 def _export(task, rm: RoleModel, path: Path, recipe_name: str) -> Artifact:
-    from compressor.core.files import ensure_writable_dir
-
     ensure_writable_dir(path.parent)
     return export_onnx(rm.model, task.input_specs(), rm.output_names, path,
                        ExportOptions(source=f"{recipe_name}:{path.stem}"))
 
 
 def _build(onnx: Artifact, choice: TargetChoice, folder: Path, role: str, deploy) -> Artifact:
-    from compressor.core.files import ensure_writable_dir
-
     ensure_writable_dir(folder)
     return load_target(choice.target).build(onnx.path, precision=choice.precision, out_dir=folder,
                                             name=f"{role}_{choice.target}_{choice.precision}",

@@ -33,7 +33,8 @@ def assert_int8_gate_measured(report: dict, budget: float) -> dict:
     # and the engine is still INT8: quantized nodes, not everything kept in float
     graph = onnx.load(int8["path"]).graph
     ops = [node.op_type for node in graph.node]
-    assert {"QuantizeLinear", "DequantizeLinear"} <= set(ops)
+    dynamic = gate.get("quantizer") == "dynamic"  # activations quantized per call, weights ahead of time
+    assert {"DynamicQuantizeLinear"} <= set(ops) if dynamic else {"QuantizeLinear", "DequantizeLinear"} <= set(ops)
     fp32_graph = onnx.load(fp32["path"]).graph
     quantizable = sum(node.op_type in QUANTIZABLE for node in fp32_graph.node)
     assert len(gate["kept_in_float"]) < quantizable

@@ -20,6 +20,7 @@ from compressor.distill.report.read import (
 )
 from compressor.distill.report.render import render_markdown, write_report
 from compressor.distill.tasks import RoleModel
+from tests.support import assert_one_line_error, assert_untouched_outside, tree_state
 
 PROTOCOL = {"warmup_s": 0.5, "min_iterations": 3, "min_duration_s": 0.05, "timer": "perf_counter_ns", "batch": 1}
 
@@ -231,7 +232,7 @@ def test_compress_report_errors_are_one_line(tmp_path, cli):
     (tmp_path / "report.json").write_text("{not json")
     assert "is not valid JSON" in cli("report", tmp_path).err
     (tmp_path / "report.json").write_text("{}")
-    assert cli("report", tmp_path).code == 0  # listing only: nothing to parse
+    assert_one_line_error(cli("report", tmp_path), "report.json is not a report written by 'compress run'")
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     result = cli("report", tmp_path, "--device-profile", bad)
@@ -253,3 +254,116 @@ def test_an_int8_gate_dict_reads_back_as_the_record():
 
     assert int8_record_from_dict(GATE_PASSED.to_dict()) == GATE_PASSED
     assert int8_record_from_dict(GATE_FAILED.to_dict()) == GATE_FAILED
+
+
+DEVICE_PROFILE = {"latency_ms": {"median": 5.0, "mean": 5.1, "p90": 5.5, "p99": 6.0, "min": 4.9, "max": 7.0},
+                  "throughput_fps": 200.0, "cov": 0.03, "target": "onnxruntime", "precision": "fp32",
+                  "protocol": {"timer": "t"}}
+
+
+def _with(data: dict, path: str, value) -> dict:
+    """A deep copy of ``data`` with the value at dotted ``path`` (list indices as numbers) replaced."""
+    data = json.loads(json.dumps(data))
+    *parents, last = [int(k) if k.isdigit() else k for k in path.split(".")]
+    here = data
+    for key in parents:
+        here = here[key]
+    here[last] = value
+    return data
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("latency_ms.median", "fast", "expected a number"),
+    ("latency_ms.median", None, "expected a number"),
+    ("latency_ms.p99", -1.5, "expected a number >= 0"),
+    ("latency_ms.mean", float("nan"), "expected a finite number"),
+    ("latency_ms.max", float("inf"), "expected a finite number"),
+    ("latency_ms.min", True, "expected a number"),
+    ("throughput_fps", "fast", "expected a number"),
+    ("throughput_fps", -3.0, "expected a number >= 0"),
+    ("cov", "low", "expected a number"),
+    ("target", ["onnxruntime"], "expected text"),
+])
+def test_a_bad_device_profile_is_refused_before_anything_is_written(report, tmp_path, cli, field, value, problem):
+    run = tmp_path / "run"
+    run.mkdir()
+    write_report(report, run)
+    profile = tmp_path / "device.json"
+    profile.write_text(json.dumps(_with(DEVICE_PROFILE, field, value)))
+    before = tree_state(tmp_path)
+    result = cli("report", run, "--device-profile", profile)
+    assert_one_line_error(result, str(profile), f"field {field} ", problem)
+    assert tree_state(tmp_path) == before
+    assert_untouched_outside(tmp_path, before)
+    assert "device_profiles" not in read_report(run)
+
+
+def test_a_profile_missing_a_latency_statistic_names_it(report, tmp_path, cli):
+    write_report(report, tmp_path)
+    profile = tmp_path / "device.json"
+    data = json.loads(json.dumps(DEVICE_PROFILE))
+    del data["latency_ms"]["p90"]
+    profile.write_text(json.dumps(data))
+    assert_one_line_error(cli("report", tmp_path, "--device-profile", profile), "field latency_ms.p90 is missing")
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("artifacts.0.latency_ms.median", "fast", "expected a number"),
+    ("artifacts.2.throughput_fps", "many", "expected a number"),
+    ("artifacts.1.latency_ms.p90", float("nan"), "expected a finite number"),
+    ("artifacts.0.protocol", None, "expected an object"),
+    ("summary.student_psnr_y", "good", "expected a number"),
+    ("precision_matrix.1.latency_median_ms", -2.0, "expected a number >= 0"),
+    ("models.student.params", 1.5, "expected a whole number"),
+    ("versions", "1.0", "expected an object"),
+    ("artifacts", [], "is empty"),
+])
+def test_a_broken_report_json_is_one_line_naming_the_file_and_field(report, tmp_path, cli, field, value, problem):
+    write_report(report, tmp_path)
+    broken = _with(read_report(tmp_path), field, value)
+    (tmp_path / "report.json").write_text(json.dumps(broken))
+    before = tree_state(tmp_path)
+    shown = field.replace(".0", "[0]").replace(".1", "[1]").replace(".2", "[2]")
+    assert_one_line_error(cli("report", tmp_path), str(tmp_path / "report.json"), f"field {shown} ", problem)
+    profile = tmp_path / "device.json"
+    profile.write_text(json.dumps(DEVICE_PROFILE))
+    before = tree_state(tmp_path)
+    assert_one_line_error(cli("report", tmp_path, "--device-profile", profile), f"field {shown} ")
+    assert tree_state(tmp_path) == before
+
+
+def test_a_device_profile_with_bad_numbers_already_in_report_json_is_named(report, tmp_path, cli):
+    profile = tmp_path / "device.json"
+    profile.write_text(json.dumps(DEVICE_PROFILE))
+    write_report(merge_device_profile(report, profile), tmp_path)
+    broken = _with(read_report(tmp_path), "device_profiles.0.latency_ms.median", "fast")
+    (tmp_path / "report.json").write_text(json.dumps(broken))
+    assert_one_line_error(cli("report", tmp_path, "--json"), "report.json: field device_profiles[0].latency_ms.median",
+                          "'fast'")
+
+
+@pytest.mark.parametrize("name", ["orin\nnano | jetpack 6", "orin\r\n| x |\tnano", "a|b|c"])
+def test_device_names_with_line_breaks_or_pipes_stay_one_table_cell(report, tmp_path, cli, name):
+    write_report(report, tmp_path)
+    profile = tmp_path / "device.json"
+    profile.write_text(json.dumps(_with(DEVICE_PROFILE, "protocol", {"timer": "t|x", "host": {"device": name}})))
+    assert cli("report", tmp_path, "--device-profile", profile).code == 0
+    assert cli("report", tmp_path, "--device-profile", profile, "--device", name).code == 0
+    (row,) = {d["device"] for d in read_report(tmp_path)["device_profiles"]}
+    assert "\n" not in row and "\r" not in row and "\t" not in row and "  " not in row
+    table = (tmp_path / "report.md").read_text().split("## Measured on devices")[1].split("\n\n")[1]
+    lines = table.splitlines()
+    assert len(lines) == 3  # header, rule, one device row
+    unescaped = lines[2].replace("\\|", "")
+    assert unescaped.count("|") == lines[0].count("|") == 9
+    assert lines[2].startswith("| " + row.replace("|", "\\|") + " | onnxruntime | fp32 | 5.000 |")
+    assert "t\\|x" in lines[2]
+    assert report_from_dict(read_report(tmp_path)).device_profiles[0].device == row
+
+
+def test_an_empty_device_name_is_refused(report, tmp_path, cli):
+    write_report(report, tmp_path)
+    profile = tmp_path / "device.json"
+    profile.write_text(json.dumps(DEVICE_PROFILE))
+    assert_one_line_error(cli("report", tmp_path, "--device-profile", profile, "--device", " \n "),
+                          "field device is empty")

@@ -1,7 +1,8 @@
 """Quantization schemes: how one INT8 exporter quantizes, and what the INT8 stage derives from it.
 
-Two exporters: the shared Q/DQ ONNX (:data:`QDQ`: ONNX Runtime, TensorRT, and OpenVINO with ``quantizer:
-qdq``) and NNCF (:data:`NNCF`: OpenVINO with ``quantizer: nncf``). Each scheme knows the fake quantization
+Three exporters: the shared Q/DQ ONNX (:data:`QDQ`: ONNX Runtime, TensorRT, and OpenVINO with ``quantizer:
+qdq``), NNCF (:data:`NNCF`: OpenVINO with ``quantizer: nncf``) and ONNX Runtime's dynamic quantization
+(:data:`DYNAMIC`: ONNX Runtime with ``quantizer: dynamic``). Each scheme knows the fake quantization
 that mirrors it during QAT, the Q/DQ model the accuracy gate ranks layers on and which ranking suits it, its
 build settings, and its artifacts' name suffix. A target choice selects its scheme by ``quantizer``
 (:func:`scheme_for`); a recipe's ``deploy.qat_scheme`` names the scheme QAT mirrors by its recipe name
@@ -139,13 +140,42 @@ class NncfScheme(QuantScheme):
         return [name.removesuffix(".weight") for name in nncf_half_range_weights(onnx_path)]
 
 
+class DynamicScheme(QuantScheme):
+    """ONNX Runtime's dynamic quantization (ONNX Runtime with ``quantizer: dynamic``): int8 weights per channel,
+    activations quantized per call from their own range, so nothing is calibrated or clipped. Nodes are ranked
+    by the error each adds, measured on the dynamic model itself. No QAT mirrors it (there are no trained
+    activation ranges to mirror)."""
+
+    quantizer = "dynamic"
+    qat_name = "dynamic"
+    artifact_suffix = "_dynamic"
+    activations = SYMMETRIC_ABSMAX  # unused: no QAT scheme is registered for it
+
+    def ranking_options(self, method: str, ranges_from: Path | None = None) -> Int8Options:
+        return Int8Options(method=method)
+
+    def rank_layers(self, onnx_path: Path, feeds: Sequence[Feed], method: str,
+                    ranges_from: Path | None = None) -> Ranking:
+        from compressor.targets.quantize import quantize_dynamic_int8
+
+        with tempfile.TemporaryDirectory(prefix="rank-") as tmp:
+            return self.rank(onnx_path, quantize_dynamic_int8(onnx_path, Path(tmp) / "dynamic.onnx"), feeds)
+
+    def rank(self, fp32_path: Path, qdq_path: Path, feeds: Sequence[Feed]) -> Ranking:
+        from compressor.targets.accuracy_gate import rank_sensitive_nodes
+
+        return rank_sensitive_nodes(fp32_path, qdq_path, feeds)
+
+
 QDQ = QdqScheme()
 NNCF = NncfScheme()
+DYNAMIC = DynamicScheme()
 
 QUANTIZERS: Registry[QuantScheme] = Registry("quantizer")
 QAT_SCHEMES: Registry[QuantScheme] = Registry("QAT scheme")
-for _scheme in (QDQ, NNCF):
+for _scheme in (QDQ, NNCF, DYNAMIC):
     QUANTIZERS.register(_scheme.quantizer)(_scheme)
+for _scheme in (QDQ, NNCF):
     QAT_SCHEMES.register(_scheme.qat_name)(_scheme)
 
 SCHEMES = tuple(scheme.qat_name for scheme in (QDQ, NNCF))  # deploy.qat_scheme's values, as recipes list them

@@ -8,6 +8,7 @@ from typing import Any
 
 from compressor.core.errors import CompressError
 from compressor.distill.int8.record import Int8Record, QatRecord
+from compressor.distill.report.fields import Fields
 from compressor.distill.report.model import (
     DeviceProfile,
     EngineReport,
@@ -31,46 +32,87 @@ def read_report(folder: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise ReportError(f"no report.json in {folder}: run 'compress run' first") from None
+    except IsADirectoryError:
+        raise ReportError(f"{path} is a folder, not a report") from None
+    except UnicodeDecodeError:
+        raise ReportError(f"{path} is not valid JSON (not UTF-8 text)") from None
     except ValueError as exc:
         raise ReportError(f"{path} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ReportError(f"{path} is not valid JSON (nested too deeply)") from None
 
 
 def report_from_dict(data: dict[str, Any], source: str = "report.json") -> RunReport:
-    """The typed report behind a ``report.json`` dict (``RunReport.to_dict`` inverted)."""
-    try:
-        metric = data["headline_metric"]
-        return RunReport(
-            recipe=data["recipe"], recipe_source=data["recipe_source"], task=data["task"], seed=data["seed"],
-            quick=bool(data.get("quick")), created=data["created"], versions=data["versions"], host=data["host"],
-            headline_metric=metric,
-            models=tuple(_model(role, m) for role, m in data["models"].items()),
-            engines=tuple(_engine(a) for a in data["artifacts"]), summary=_summary(data["summary"], metric),
-            precision_matrix=tuple(_precision_row(r, metric) for r in data.get("precision_matrix") or []),
-            wall_seconds=data["wall_seconds"], details=data.get("details") or {},
-            details_markdown=data.get("details_markdown") or "", bundle=data.get("bundle"),
-            device_profiles=tuple(_device_profile(d) for d in data.get("device_profiles", [])))
-    except (KeyError, TypeError, AttributeError, StopIteration) as exc:
-        raise ReportError(f"{source} is not a report written by 'compress run' ({type(exc).__name__}: {exc})") \
-            from None
+    """The typed report behind a ``report.json`` dict (``RunReport.to_dict`` inverted). Every value the report
+    shows is checked; a missing or bad one is one line naming ``source`` and the field."""
+    f = Fields(source, ReportError)
+    if not isinstance(data, dict):
+        raise ReportError(f"{source} is not a report written by 'compress run' (not a JSON object)")
+    if "recipe" not in data or "artifacts" not in data:
+        raise ReportError(f"{source} is not a report written by 'compress run' (it has no recipe or artifacts)")
+    metric = f.text(data, "headline_metric", "")
+    for key in ("models", "artifacts"):
+        if not (data.get(key) if isinstance(data.get(key), (dict, list)) else True):
+            raise f.fail(key, "is empty: a run report has at least one")
+    versions = f.mapping(data, "versions", "")
+    for key in ("edge_compress", "torch"):
+        f.text(versions, key, "versions")
+    return RunReport(
+        recipe=f.text(data, "recipe", ""), recipe_source=f.text(data, "recipe_source", ""),
+        task=f.text(data, "task", ""), seed=f.number(data, "seed", "", integer=True),
+        quick=bool(data.get("quick")), created=f.text(data, "created", ""), versions=versions,
+        host=f.mapping(data, "host", ""), headline_metric=metric,
+        models=tuple(_model(f, role, m, metric) for role, m in f.mapping(data, "models", "").items()),
+        engines=f.each(f.items(data, "artifacts", ""), "artifacts", lambda a, w: _engine(f, a, w, metric)),
+        summary=_summary(f, f.mapping(data, "summary", ""), metric),
+        precision_matrix=f.each(f.items(data, "precision_matrix", "", optional=True), "precision_matrix",
+                                lambda r, w: _precision_row(f, r, w, metric)),
+        wall_seconds=f.number(data, "wall_seconds", "", minimum=0),
+        details=f.mapping(data, "details", "", optional=True),
+        details_markdown=f.text(data, "details_markdown", "", optional=True, default=""),
+        bundle=f.text(data, "bundle", "", optional=True),
+        device_profiles=f.each(f.items(data, "device_profiles", "", optional=True), "device_profiles",
+                               lambda d, w: _device_profile(f, d, w)))
 
 
 def merge_device_profile(report: RunReport, profile_path: Path, device: str | None = None) -> RunReport:
     """Add a profile measured on a device (a bundle's profile step) to the report, replacing an older one
-    for the same device, target and precision."""
+    for the same device, target and precision. Latencies must be finite and not negative, throughput and
+    spread numbers; the device's name is made one printable line."""
     try:
         profile = json.loads(Path(profile_path).read_text())
-        latency = Latency.from_dict(profile["latency_ms"])
     except FileNotFoundError:
         raise ReportError(f"device profile {profile_path} does not exist") from None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, OSError, RecursionError):
         raise ReportError(f"{profile_path} is not a profile written by 'compress profile' or a bundle") from None
-    name = device or profile.get("device") or profile.get("protocol", {}).get("host", {}).get("device", "device")
-    row = DeviceProfile(device=name, target=profile.get("target", "?"), precision=profile.get("precision", "?"),
-                        latency=latency, throughput_fps=profile.get("throughput_fps"), cov=profile.get("cov"),
-                        protocol=profile.get("protocol", {}), source=str(profile_path))
+    if not isinstance(profile, dict) or not isinstance(profile.get("latency_ms"), dict):
+        raise ReportError(f"{profile_path} is not a profile written by 'compress profile' or a bundle")
+    f = Fields(str(profile_path), ReportError)
+    protocol = f.mapping(profile, "protocol", "", optional=True)
+    host = protocol.get("host") if isinstance(protocol.get("host"), dict) else {}
+    named = device if device is not None else profile.get("device") or host.get("device") or "device"
+    if not isinstance(named, str):
+        raise f.fail("device", f"is {named!r}: expected text")
+    row = DeviceProfile(device=one_line(named, f, "device"),
+                        target=one_line(f.text(profile, "target", "", optional=True, default="?"), f, "target"),
+                        precision=one_line(f.text(profile, "precision", "", optional=True, default="?"), f,
+                                           "precision"),
+                        latency=_latency(f, profile, ""),
+                        throughput_fps=f.number(profile, "throughput_fps", "", optional=True, minimum=0),
+                        cov=f.number(profile, "cov", "", optional=True, minimum=0),
+                        protocol=protocol, source=str(profile_path))
     kept = tuple(d for d in report.device_profiles
                  if (d.device, d.target, d.precision) != (row.device, row.target, row.precision))
     return dataclasses.replace(report, device_profiles=(*kept, row))
+
+
+def one_line(text: str, f: Fields, where: str) -> str:
+    """``text`` as one printable line: control characters and line breaks become single spaces; empty is an
+    error naming ``where``."""
+    cleaned = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    if not cleaned:
+        raise f.fail(where, "is empty")
+    return cleaned
 
 
 def int8_record_from_dict(gate: dict[str, Any]) -> Int8Record:
@@ -95,43 +137,96 @@ def _qat_record(qat: dict[str, Any]) -> QatRecord:
                      details={k: v for k, v in qat.items() if k not in _QAT_NAMED})
 
 
-def _model(role: str, m: dict[str, Any]) -> ModelReport:
-    return ModelReport(role=role, params=m["params"], macs=m["macs"], origin=m["origin"],
-                       training=m.get("training", {}), metric=m["metric"], metric_engine=m["metric_engine"])
+_LATENCY_KEYS = ("median", "mean", "p90", "p99", "min", "max")
 
 
-def _engine(a: dict[str, Any]) -> EngineReport:
-    parity = dict(a["parity"])
-    latency, throughput, cov = a["latency_ms"], a["throughput_fps"], a["cov"]
+def _latency(f: Fields, data: dict[str, Any], where: str) -> Latency:
+    latency = f.mapping(data, "latency_ms", where)
+    here = f"{where}.latency_ms" if where else "latency_ms"
+    return Latency.from_dict({k: f.number(latency, k, here, minimum=0) for k in _LATENCY_KEYS})
+
+
+def _model(f: Fields, role: str, m: Any, metric: str) -> ModelReport:
+    where = f"models.{role}"
+    return ModelReport(role=role, params=f.number(m, "params", where, integer=True, minimum=0),
+                       macs=f.number(m, "macs", where, minimum=0), origin=f.text(m, "origin", where),
+                       training=f.mapping(m, "training", where, optional=True),
+                       metric=_metric(f, m, where, metric), metric_engine=f.text(m, "metric_engine", where))
+
+
+def _metric(f: Fields, data: Any, where: str, metric: str) -> dict[str, Any]:
+    values = f.mapping(data, "metric", where)
+    f.number(values, metric, f"{where}.metric", finite=False)
+    return values
+
+
+def _engine(f: Fields, a: Any, where: str, metric: str) -> EngineReport:
+    parity = dict(f.mapping(a, "parity", where))
+    passed = f.flag(parity, "passed", f"{where}.parity")
+    max_abs = f.number(parity, "max_abs", f"{where}.parity", finite=False)
+    inputs = f.text(parity, "inputs", f"{where}.parity", optional=True, default="random")
+    for key in ("passed", "max_abs", "inputs"):
+        parity.pop(key, None)
+    latency = f.mapping(a, "latency_ms", where)
+    throughput = f.number(a, "throughput_fps", where, minimum=0)
+    cov = f.number(a, "cov", where, minimum=0)
+    protocol = f.mapping(a, "protocol", where)
+    f.number(protocol, "min_duration_s", f"{where}.protocol", minimum=0)
     return EngineReport(
-        role=a["role"], target=a["target"], precision=a["precision"], path=a["path"], size_bytes=a["size_bytes"],
-        parity=Parity(passed=parity.pop("passed"), max_abs=parity.pop("max_abs"),
-                      inputs=parity.pop("inputs", "random"), details=parity),
-        metric=a["metric"], latency=Latency.from_dict(latency), throughput_fps=throughput, cov=cov,
-        profile={"latency_ms": latency, "throughput_fps": throughput, "cov": cov, "protocol": a["protocol"]},
-        profile_input=tuple(a["profile_input"]),
-        int8=int8_record_from_dict(a["int8_gate"]) if "int8_gate" in a else None)
+        role=f.text(a, "role", where), target=f.text(a, "target", where), precision=f.text(a, "precision", where),
+        path=f.text(a, "path", where), size_bytes=f.number(a, "size_bytes", where, minimum=0),
+        parity=Parity(passed=passed, max_abs=max_abs, inputs=inputs, details=parity),
+        metric=_metric(f, a, where, metric), latency=_latency(f, a, where), throughput_fps=throughput, cov=cov,
+        profile={"latency_ms": latency, "throughput_fps": throughput, "cov": cov, "protocol": protocol},
+        profile_input=tuple(f.texts(a, "profile_input", where)),
+        int8=_int8(f, a["int8_gate"], f"{where}.int8_gate") if "int8_gate" in a else None)
 
 
-def _summary(s: dict[str, Any], metric: str) -> Summary:
-    return Summary(metric=metric, student=s[f"student_{metric}"], baseline=s[f"baseline_{metric}"],
-                   teacher=s[f"teacher_{metric}"],
-                   teacher_to_student_latency_ratio=s["teacher_to_student_latency_ratio"],
-                   teacher_to_student_params_ratio=s["teacher_to_student_params_ratio"],
-                   all_parity_passed=s["all_parity_passed"])
+def _int8(f: Fields, gate: Any, where: str) -> Int8Record:
+    if not isinstance(gate, dict):
+        raise f.fail(where, f"is {gate!r}: expected an object")
+    f.flag(gate, "passed", where)
+    f.texts(gate, "kept_in_float", where)
+    f.text(gate, "quantizer", where, optional=True)
+    f.text(gate, "float_layers", where, optional=True)
+    try:
+        return int8_record_from_dict(gate)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise f.fail(where, f"is not an INT8 gate record ({type(exc).__name__}: {exc})") from None
 
 
-def _precision_row(r: dict[str, Any], metric: str) -> PrecisionRow:
-    return PrecisionRow(target=r["target"], precision=r["precision"], metric=metric, value=r[metric],
-                        delta_vs_fp32=r["delta_vs_fp32"], parity_passed=r["parity_passed"],
-                        parity_max_abs=r["parity_max_abs"], latency_median_ms=r["latency_median_ms"],
-                        latency_p99_ms=r["latency_p99_ms"], size_bytes=r["size_bytes"],
-                        kept_in_float=tuple(r.get("kept_in_float") or ()), quantizer=r.get("quantizer"),
-                        float_layers=r.get("float_layers"), gate_passed=r.get("gate_passed"),
-                        qat_iterations=r.get("qat_iterations") or 0)
+def _summary(f: Fields, s: dict[str, Any], metric: str) -> Summary:
+    def number(key: str) -> Any:
+        return f.number(s, key, "summary", finite=False)
+
+    return Summary(metric=metric, student=number(f"student_{metric}"), baseline=number(f"baseline_{metric}"),
+                   teacher=number(f"teacher_{metric}"),
+                   teacher_to_student_latency_ratio=number("teacher_to_student_latency_ratio"),
+                   teacher_to_student_params_ratio=number("teacher_to_student_params_ratio"),
+                   all_parity_passed=f.flag(s, "all_parity_passed", "summary"))
 
 
-def _device_profile(d: dict[str, Any]) -> DeviceProfile:
-    return DeviceProfile(device=d["device"], target=d["target"], precision=d["precision"],
-                         latency=Latency.from_dict(d["latency_ms"]), throughput_fps=d.get("throughput_fps"),
-                         cov=d.get("cov"), protocol=d.get("protocol", {}), source=d.get("source", ""))
+def _precision_row(f: Fields, r: Any, where: str, metric: str) -> PrecisionRow:
+    gate_passed = f.flag(r, "gate_passed", where, optional=True)
+    return PrecisionRow(target=f.text(r, "target", where), precision=f.text(r, "precision", where), metric=metric,
+                        value=f.number(r, metric, where, finite=False),
+                        delta_vs_fp32=f.number(r, "delta_vs_fp32", where, finite=False),
+                        parity_passed=f.flag(r, "parity_passed", where),
+                        parity_max_abs=f.number(r, "parity_max_abs", where, finite=False),
+                        latency_median_ms=f.number(r, "latency_median_ms", where, minimum=0),
+                        latency_p99_ms=f.number(r, "latency_p99_ms", where, minimum=0),
+                        size_bytes=f.number(r, "size_bytes", where, minimum=0),
+                        kept_in_float=tuple(f.texts(r, "kept_in_float", where, optional=True)),
+                        quantizer=f.text(r, "quantizer", where, optional=True),
+                        float_layers=f.text(r, "float_layers", where, optional=True), gate_passed=gate_passed,
+                        qat_iterations=f.number(r, "qat_iterations", where, optional=True, integer=True,
+                                                minimum=0) or 0)
+
+
+def _device_profile(f: Fields, d: Any, where: str) -> DeviceProfile:
+    return DeviceProfile(device=f.text(d, "device", where), target=f.text(d, "target", where),
+                         precision=f.text(d, "precision", where), latency=_latency(f, d, where),
+                         throughput_fps=f.number(d, "throughput_fps", where, optional=True, minimum=0),
+                         cov=f.number(d, "cov", where, optional=True, minimum=0),
+                         protocol=f.mapping(d, "protocol", where, optional=True),
+                         source=f.text(d, "source", where, optional=True, default=""))

@@ -42,7 +42,14 @@ def render_markdown(report: RunReport) -> str:
 def _fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}" if abs(value) < 1e6 else f"{value:.3g}"
-    return str(value)
+    return _cell(value)
+
+
+def _cell(value: Any) -> str:
+    """``value`` as the text of one Markdown table cell: one line, its ``|`` escaped (a device name or a file
+    name must not add columns or rows)."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in str(value)).split())
+    return text.replace("|", "\\|")
 
 
 def _models(models: tuple[ModelReport, ...]) -> list[str]:
@@ -52,9 +59,9 @@ def _models(models: tuple[ModelReport, ...]) -> list[str]:
              "| role | params | MACs | " + " | ".join(metric_keys) + " | metric via | origin |",
              "|---|---:|---:|" + "---:|" * len(metric_keys) + "---|---|"]
     for m in models:
-        values = " | ".join(_fmt(m.metric[k], 4) for k in metric_keys)
-        lines.append(f"| {m.role} | {m.params:,} | {m.macs / 1e9:.3f} G | {values} | {m.metric_engine} | "
-                     f"{m.origin} |")
+        values = " | ".join(_fmt(m.metric.get(k, "-"), 4) for k in metric_keys)
+        lines.append(f"| {_cell(m.role)} | {m.params:,} | {m.macs / 1e9:.3f} G | {values} | "
+                     f"{_cell(m.metric_engine)} | {_cell(m.origin)} |")
     return lines
 
 
@@ -64,7 +71,8 @@ def _engines(engines: tuple[EngineReport, ...], metric: str) -> list[str]:
              "p99 ms | samples/s |", "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
     for e in engines:
         lat = e.latency
-        lines.append(f"| {e.role} | {e.target} | {e.precision} | {e.size_bytes / 1024:.0f} KiB | "
+        lines.append(f"| {_cell(e.role)} | {_cell(e.target)} | {_cell(e.precision)} | "
+                     f"{e.size_bytes / 1024:.0f} KiB | "
                      f"{e.parity.max_abs:.2e} | {_parity_verdict(e.parity)} | "
                      f"{_fmt(e.metric[metric], 4)} | {lat.median:.3f} | {lat.p90:.3f} | {lat.p99:.3f} | "
                      f"{e.throughput_fps:.1f} |")
@@ -86,13 +94,13 @@ def _precision_matrix(rows: tuple[PrecisionRow, ...], metric: str) -> list[str]:
              f"| target | precision | {metric} | change vs FP32 | parity | median ms | p99 ms | size | kept in float |",
              "|---|---|---:|---:|---|---:|---:|---:|---|"]
     for r in rows:
-        kept = ", ".join(r.kept_in_float) or "-"
+        kept = _cell(", ".join(r.kept_in_float)) or "-"
         if r.float_layers not in (None, "fp32") and r.kept_in_float:
             kept += f" (in {r.float_layers})"
         gate = "" if r.gate_passed is None else (" (gate passed)" if r.gate_passed else " (gate FAILED)")
         gate += f"; after {r.qat_iterations} QAT iterations" if r.qat_iterations else ""
-        precision = r.precision + (f" ({r.quantizer})" if r.quantizer else "")
-        lines.append(f"| {r.target} | {precision} | {r.value:.4f} | {r.delta_vs_fp32:+.4f} | "
+        precision = _cell(r.precision + (f" ({r.quantizer})" if r.quantizer else ""))
+        lines.append(f"| {_cell(r.target)} | {precision} | {r.value:.4f} | {r.delta_vs_fp32:+.4f} | "
                      f"{'pass' if r.parity_passed else 'FAIL'} | {r.latency_median_ms:.3f} | "
                      f"{r.latency_p99_ms:.3f} | {r.size_bytes / 1024:.0f} KiB | {kept}{gate} |")
     return lines
@@ -105,8 +113,9 @@ def _device_profiles(profiles: tuple[DeviceProfile, ...]) -> list[str]:
              "samples/s | timer |", "|---|---|---|---:|---:|---:|---:|---|"]
     for d in profiles:
         lat = d.latency
-        lines.append(f"| {d.device} | {d.target} | {d.precision} | {lat.median:.3f} | {lat.p90:.3f} | "
-                     f"{lat.p99:.3f} | {d.throughput_fps or 0:.1f} | {d.protocol.get('timer', '')} |")
+        lines.append(f"| {_cell(d.device)} | {_cell(d.target)} | {_cell(d.precision)} | {lat.median:.3f} | "
+                     f"{lat.p90:.3f} | {lat.p99:.3f} | {d.throughput_fps or 0:.1f} | "
+                     f"{_cell(d.protocol.get('timer', ''))} |")
     return lines
 
 
@@ -121,7 +130,7 @@ def _summary(report: RunReport) -> list[str]:
              f"- every engine matches PyTorch: {'yes' if s.all_parity_passed else 'NO'} (on random inputs over "
              "each input's range; INT8 engines, whose ranges are calibrated on the task's data, on samples of it)",
              f"- profile input {list(first.profile_input)}, "
-             f"{first.protocol['min_duration_s']} s minimum per engine",
+             f"{first.protocol.get('min_duration_s', '?')} s minimum per engine",
              f"- wall time {report.wall_seconds:.0f} s"]
     if report.bundle:
         lines.append(f"- bundle: {report.bundle}")

@@ -4,7 +4,14 @@ import pytest
 
 from compressor.core.errors import CompressError
 from compressor.distill.int8.ranges import NNCF_MEAN_MIN_MAX, SYMMETRIC_ABSMAX
-from compressor.distill.int8.schemes import NNCF, QDQ, SCHEMES, qat_scheme, scheme_for
+from compressor.distill.int8.schemes import (
+    DYNAMIC,
+    NNCF,
+    QDQ,
+    SCHEMES,
+    qat_scheme,
+    scheme_for,
+)
 from compressor.distill.recipe import TargetChoice
 
 
@@ -14,14 +21,19 @@ from compressor.distill.recipe import TargetChoice
     (TargetChoice("openvino", "int8"), QDQ),
     (TargetChoice("openvino", "int8", "qdq"), QDQ),
     (TargetChoice("openvino", "int8", "nncf"), NNCF),
+    (TargetChoice("onnxruntime", "int8", "dynamic"), DYNAMIC),
 ])
 def test_each_target_choice_selects_its_exporters_scheme(choice, scheme):
     assert scheme_for(choice) is scheme
 
 
 def test_a_quantizer_for_a_target_without_that_option_is_refused():
-    with pytest.raises(CompressError, match="'quantizer' does not apply to target onnxruntime"):
+    with pytest.raises(CompressError, match="'quantizer' does not apply to target tensorrt"):
+        scheme_for(TargetChoice("tensorrt", "int8", "dynamic"))
+    with pytest.raises(CompressError, match="'nncf' is not one of qdq, dynamic"):
         scheme_for(TargetChoice("onnxruntime", "int8", "nncf"))
+    with pytest.raises(CompressError, match="'dynamic' is not one of qdq, nncf"):
+        scheme_for(TargetChoice("openvino", "int8", "dynamic"))
 
 
 def test_an_unknown_openvino_quantizer_is_refused_in_one_line():
@@ -32,6 +44,8 @@ def test_an_unknown_openvino_quantizer_is_refused_in_one_line():
 def test_recipe_qat_schemes_keep_their_names():
     assert SCHEMES == ("qdq", "openvino")
     assert qat_scheme("qdq") is QDQ and qat_scheme("openvino") is NNCF
+    with pytest.raises(CompressError):
+        qat_scheme("dynamic")  # nothing calibrated to mirror
     assert qat_scheme("openvino") is scheme_for(TargetChoice("openvino", "int8", "nncf"))
 
 
@@ -74,3 +88,16 @@ def test_bias_correction_is_off_after_qat(scheme):
     tuned = scheme.build_options("minmax", ("conv",), after_qat=True, ranges_from="fp32.onnx")
     assert fresh.bias_correction and fresh.ranges_from is None and fresh.exclude == ("conv",)
     assert not tuned.bias_correction and tuned.ranges_from == "fp32.onnx"
+
+
+def test_dynamic_scheme_ranks_the_matmuls_of_a_transformer_by_the_error_they_add(exported):
+    from compressor.core.feeds import random_feeds
+
+    source = exported["tiny_pair_transformer"]
+    ranking = DYNAMIC.rank_layers(source.path, random_feeds(source.inputs, count=4, batches=(2,), seed=0),
+                                  "minmax")
+    import onnx
+
+    matmuls = {n.name for n in onnx.load(str(source.path)).graph.node if n.op_type in ("MatMul", "Gemm")}
+    assert {name for name, _ in ranking} >= matmuls and ranking[0][0] in matmuls
+    assert ranking[0][1] > 0 and [e for _, e in ranking] == sorted((e for _, e in ranking), reverse=True)
