@@ -57,7 +57,8 @@ def gather_options(spellings: dict[str, object], pairs: tuple[str, ...]) -> dict
 @click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True)
 @click.option("--quantizer", default=None,
-              help="Same as --option quantizer=...: OpenVINO int8 from the shared Q/DQ ONNX (qdq) or NNCF (nncf).")
+              help="Same as --option quantizer=...: int8 from the shared Q/DQ ONNX (qdq), NNCF (nncf, OpenVINO) "
+                   "or dynamic quantization (dynamic, ONNX Runtime: no --calibration needed).")
 @click.option("--keep-float", multiple=True, help="int8: a node to keep in float (repeat).")
 @click.option("--static-shapes", is_flag=True, default=None,
               help="Same as --option static_shapes=true: OpenVINO compiles one static-shape model per input shape.")
