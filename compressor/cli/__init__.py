@@ -13,7 +13,7 @@ import click
 # Read once when torch loads its OpenMP runtime, so it is set here, before any command imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from compressor.core.errors import CompressError
+from compressor.cli import failures
 
 COMMANDS = {
     "run": ("compressor.cli.run_cmd", "run", "Run a recipe: distil, export, build, verify, profile, report, bundle."),
@@ -51,11 +51,29 @@ class LazyGroup(click.Group):
             ctx.fail(f"no command '{name}'{did_you_mean(name, COMMANDS)}")
         return super().resolve_command(ctx, args)
 
+    def invoke(self, ctx: click.Context):
+        """Run the command; Ctrl-C and a file that ends early are reported by :func:`main`, not by click."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise failures.Interrupted() from None
+        except EOFError as exc:
+            detail = failures.one_line(str(exc))
+            raise failures.EndOfFile(f"a file ended before its data did{f' ({detail})' if detail else ''}") from exc
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+_state = {"debug": False}
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Exit status: 0 success; 1 a check failed (compare); 2 bad input or the machine refused (one line "
+                    "on stderr: a bad value, a missing, unreadable or invalid file, a full disk, out of memory); "
+                    "3 an internal error, i.e. a bug (one line; --debug or COMPRESS_DEBUG=1 shows the traceback); "
+                    "130 interrupted.")
 @click.version_option(package_name="edge-compress", prog_name="compress")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
-def cli(verbose: bool) -> None:
+@click.option("--debug", is_flag=True, help="Show the Python traceback of an internal error (also COMPRESS_DEBUG=1).")
+def cli(verbose: bool, debug: bool) -> None:
     """edge-compress: export, build, verify, profile and bundle compact models for edge devices.
 
     \b
@@ -68,30 +86,37 @@ def cli(verbose: bool) -> None:
     """
     import logging
 
+    _state["debug"] = _state["debug"] or debug
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: typed errors become one line on stderr and exit code 2."""
+    """Entry point: every failure becomes one line on stderr and an exit status (see ``compress --help``).
+
+    Bad input, missing files, a full disk and out-of-memory exit 2; Ctrl-C exits 130; an internal error (a bug)
+    exits 3, or raises with its traceback under ``--debug`` / ``COMPRESS_DEBUG=1``.
+    """
+    _state["debug"] = failures.debug_from_env()
     try:
         cli.main(args=argv, prog_name="compress", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except CompressError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return 2
-    except PermissionError as exc:
-        click.echo(f"error: permission denied: {exc.filename or exc}", err=True)
-        return 2
-    except OSError as exc:
-        click.echo(f"error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", err=True)
-        return 2
+    except click.UsageError as exc:
+        click.echo(failures.usage_line(exc), err=True)
+        return failures.EXIT_BAD_INPUT
+    except click.ClickException as exc:  # click's own file errors: bad input like the rest
+        click.echo(f"error: {failures.one_line(exc.format_message())}", err=True)
+        return failures.EXIT_BAD_INPUT
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        return failures.EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001  (the one place every failure is turned into one line)
+        described = failures.describe(exc)
+        if described is None and _state["debug"]:
+            raise
+        line, code = described or (failures.bug_line(exc), failures.EXIT_BUG)
+        click.echo(line, err=True)
+        return code
     return 0
 
 

@@ -1,21 +1,32 @@
 """``compress profile``: latency statistics of an artifact, with the protocol written into the result."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from compressor.cli.options import artifact_argument, emit, json_option, threads_option
+from compressor.cli.options import (
+    BATCH,
+    DURATION,
+    ITERATIONS,
+    WARMUP,
+    artifact_argument,
+    emit,
+    json_option,
+    threads_option,
+)
 
 
 @click.command()
 @artifact_argument()
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch", type=BATCH, default=1, show_default=True)
 @threads_option
-@click.option("--warmup", "warmup_s", type=click.FloatRange(min=0), default=0.5, show_default=True,
+@click.option("--warmup", "warmup_s", type=WARMUP, default=0.5, show_default=True,
               help="Warm-up seconds.")
-@click.option("--iterations", type=click.IntRange(min=1), default=50, show_default=True,
+@click.option("--iterations", type=ITERATIONS, default=50, show_default=True,
               help="Minimum timed iterations.")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=0), default=3.0, show_default=True,
-              help="Minimum timed seconds.")
+@click.option("--duration", "duration_s", type=DURATION, default=3.0, show_default=True,
+              help="Minimum timed seconds (timing stops after 3600 s, whatever --iterations).")
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result here.")
 @json_option
 def profile(artifact, batch, threads, warmup_s, iterations, duration_s, save, as_json) -> None:
@@ -28,6 +39,8 @@ def profile(artifact, batch, threads, warmup_s, iterations, duration_s, save, as
     loaded = Artifact.load(artifact)
     options = ProfileOptions(batch=batch, threads=threads, warmup_s=warmup_s, min_iterations=iterations,
                              min_duration_s=duration_s)
+    if save:
+        _check_save_path(Path(save), loaded)
     with open_runner(loaded, threads=threads) as runner:
         result = profile_runner(runner, options)
     result = {"artifact": str(loaded.path), "target": loaded.target, "precision": loaded.precision, **result}
@@ -41,3 +54,16 @@ def profile(artifact, batch, threads, warmup_s, iterations, duration_s, save, as
          f"cov {result['cov']:.1%}")
     for warning in result["warnings"]:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _check_save_path(save: Path, loaded) -> None:
+    """Refuse, before measuring, a --save path whose folder is missing or that would overwrite the artifact."""
+    from compressor.core.errors import CompressError
+
+    folder = save.parent
+    if not folder.is_dir():
+        raise CompressError(f"--save {save}: folder {folder} does not exist")
+    protected = {loaded.path.resolve(), loaded.sidecar.resolve()}
+    protected |= {(loaded.folder / name).resolve() for name in loaded.files}
+    if save.resolve() in protected:
+        raise CompressError(f"--save {save} would overwrite the artifact being profiled; choose another file")

@@ -118,10 +118,11 @@ def test_build_bad_input(cli, files, tmp_path):
 @pytest.mark.parametrize("args, problem", [
     # the flags are spellings of target options: the target's options class judges them
     (["--target", "onnxruntime", "--static-shapes"],
-     "option 'static_shapes' does not apply to target onnxruntime (its options: provider)"),
+     "option 'static_shapes' does not apply to target onnxruntime (its options: provider, quantizer)"),
     (["--target", "onnxruntime", "--float-layers", "bf16"],
      "option 'float_layers' does not apply to target onnxruntime"),
-    (["--target", "onnxruntime", "--quantizer", "nncf"], "option 'quantizer' does not apply to target onnxruntime"),
+    (["--target", "onnxruntime", "--quantizer", "nncf"],
+     "option 'quantizer' of target onnxruntime: 'nncf' is not one of qdq, dynamic"),
     (["--target", "openvino", "--provider", "cuda"],
      "option 'provider' does not apply to target openvino (its options: quantizer, static_shapes, float_layers)"),
     (["--target", "openvino", "--quantizer", "nncff"],
@@ -173,7 +174,7 @@ def test_compare_bad_input(cli, files, tmp_path, exported):
     wrong_shape = tmp_path / "wrong_shape.npz"
     np.savez(wrong_shape, template=np.zeros((1, 3, 32, 32), np.float32), search=np.zeros((1, 3, 60, 64), np.float32))
     assert_one_line_error(cli("compare", "tiny_pair_transformer", files["pair"], "--inputs", wrong_shape),
-                          "expected Nx3x64x64")
+                          "input 'search' is Nx3x64x64")
     wrong_dtype = tmp_path / "wrong_dtype.npz"
     np.savez(wrong_dtype, tokens=np.zeros((1, 32), np.float32))
     assert_one_line_error(cli("compare", "tiny_token_bilstm", exported["tiny_token_bilstm"].path, "--inputs",
@@ -207,3 +208,72 @@ def test_bundle_bad_input(cli, files, tmp_path):
 def test_unknown_command_suggests(cli):
     result = cli("exprt")
     assert result.code == 2 and "did you mean 'export'" in result.err
+
+
+# ---------------------------------------------------------------- the top level: one line and an exit status for all
+@pytest.mark.parametrize("args, needle", [
+    (["profile", "m.onnx", "--threads", "0"], "Invalid value for '--threads'"),
+    (["profile", "m.onnx", "--bogus"], "No such option '--bogus'"),
+    (["profile"], "Missing argument 'ARTIFACT'"),
+    (["build", "m.onnx", "--out", "x"], "Missing option '--target'"),
+    (["profile", "m.onnx", "--duration", "nan"], "--duration': nan is not a finite number of seconds from 0 to 3600"),
+    (["--no-such-flag"], "No such option"),
+])
+def test_usage_errors_are_one_line_pointing_at_help(cli, args, needle):
+    result = cli(*args)
+    assert_one_line_error(result, needle, "--help')")
+    assert result.err.startswith("error: ")
+
+
+@pytest.fixture
+def raising(monkeypatch, tmp_path):
+    """``compress raise FAILURE FOLDER``: a command failing with a real exception of the kind named."""
+    from compressor.cli import COMMANDS
+
+    monkeypatch.setitem(COMMANDS, "raise", ("tests.cli.raising_cmd", "raising", "Fail on purpose."))
+    monkeypatch.delenv("COMPRESS_DEBUG", raising=False)
+    return lambda cli, failure, *flags: cli(*flags, "raise", failure, tmp_path)
+
+
+@pytest.mark.parametrize("failure, needles", [
+    ("disk-full", ["error: no space left on device writing", "report.json"]),
+    ("disk-full-wrapped", ["error: no space left on device"]),
+    ("quota", ["error: disk quota exceeded writing", "model.onnx"]),
+    ("memory", ["error: out of memory (Unable to allocate", "try a smaller batch"]),
+    ("missing-file", ["no/such.file: No such file or directory"]),
+    ("end-of-file", ["error: a file ended before its data did (No data left in file)"]),
+    ("recursion", ["nested too deeply"]),
+])
+def test_machine_failures_are_one_line_exit_2(cli, raising, failure, needles):
+    result = raising(cli, failure)
+    assert_one_line_error(result, *needles)
+    assert ".tmp" not in result.err  # the file the user will see, never the temporary name
+
+
+def test_ctrl_c_is_one_line_exit_130(cli, raising):
+    result = raising(cli, "interrupt")
+    assert result.code == 130 and result.err == "interrupted\n"
+
+
+def test_a_bug_is_one_line_exit_3_and_debug_shows_the_traceback(cli, raising, monkeypatch):
+    result = raising(cli, "bug")
+    assert result.code == 3 and len(result.err.splitlines()) == 1 and "Traceback" not in result.err
+    assert result.err.startswith("error: internal error (a bug in edge-compress, please report it): "
+                                 "KeyError: 'threads' at ")
+    assert "raising_cmd.py:" in result.err and "compress --debug" in result.err
+    with pytest.raises(KeyError, match="threads"):
+        raising(cli, "bug", "--debug")
+    monkeypatch.setenv("COMPRESS_DEBUG", "1")
+    with pytest.raises(KeyError, match="threads"):
+        raising(cli, "bug")
+    monkeypatch.setenv("COMPRESS_DEBUG", "0")
+    assert raising(cli, "bug").code == 3
+    assert_one_line_error(raising(cli, "memory", "--debug"), "out of memory")  # debug is for bugs only
+
+
+def test_help_documents_exit_status_and_debug(cli):
+    text = " ".join(cli("--help").out.split())
+    assert "--debug" in text and "COMPRESS_DEBUG=1" in text
+    assert "2 bad input" in text and "3 an internal error" in text and "130 interrupted" in text
+    profile_help = " ".join(cli("profile", "--help").out.split())
+    assert "--threads INTEGER" in profile_help and "0.0<=x<=3600.0" in profile_help

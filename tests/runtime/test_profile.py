@@ -1,9 +1,21 @@
+import os
 import time
 
 import numpy as np
 import pytest
 
-from compressor.runtime.measurement import latency_stats, measure_call, timed_loop
+from compressor.runtime.measurement import (
+    MAX_BATCH,
+    MAX_DURATION_S,
+    MAX_ITERATIONS,
+    MAX_THREADS_CAP,
+    MAX_WARMUP_S,
+    check_protocol,
+    latency_stats,
+    max_threads,
+    measure_call,
+    timed_loop,
+)
 
 
 def test_latency_stats_match_numpy():
@@ -34,3 +46,81 @@ def test_protocol_is_recorded_and_noise_warned():
     assert result["protocol"]["min_iterations"] == 10
     assert result["protocol"]["inputs"] == "bound once before timing"
     assert result["warnings"] and "coefficient of variation" in result["warnings"][0]
+
+
+# ---------------------------------------------------------------- bounds: every protocol ends, NaN and inf refused
+@pytest.mark.parametrize("settings, needle", [
+    ({"min_duration_s": float("inf")}, "min_duration_s"),
+    ({"min_duration_s": 1e308}, "min_duration_s"),
+    ({"min_duration_s": float("nan")}, "min_duration_s"),
+    ({"min_duration_s": -1.0}, "min_duration_s"),
+    ({"warmup_s": float("inf")}, "warmup_s"),
+    ({"warmup_s": float("nan")}, "warmup_s"),
+    ({"min_iterations": 10**12}, "min_iterations"),
+    ({"min_iterations": 0}, "min_iterations"),
+    ({"min_iterations": 2.5}, "min_iterations"),
+    ({"threads": 100_000}, "threads"),
+    ({"threads": -1}, "threads"),
+    ({"batch": 0}, "batch"),
+])
+def test_protocol_out_of_bounds_is_refused_before_any_call(settings, needle):
+    calls = []
+    with pytest.raises(ValueError, match=needle) as caught:
+        measure_call(lambda: calls.append(1), **{"batch": 1, **settings})
+    assert not calls and "\n" not in str(caught.value)
+
+
+def test_check_protocol_names_settings_as_the_caller_spells_them():
+    with pytest.raises(ValueError, match="^--seconds must be a finite number of seconds from 0 to 3600, got inf$"):
+        check_protocol(min_duration_s=float("inf"), labels={"min_duration_s": "--seconds"})
+    with pytest.raises(ValueError, match=rf"^--threads must be from 1 to {max_threads()} "):
+        check_protocol(threads=max_threads() + 1, labels={"threads": "--threads"})
+    check_protocol(batch=MAX_BATCH, threads=max_threads(), warmup_s=MAX_WARMUP_S, min_iterations=MAX_ITERATIONS,
+                   min_duration_s=MAX_DURATION_S)  # the bounds themselves are allowed
+
+
+def test_max_threads_is_four_per_cpu_within_the_cap():
+    assert 1 <= max_threads() <= MAX_THREADS_CAP
+    assert max_threads() == min(MAX_THREADS_CAP, 4 * len(os.sched_getaffinity(0)))
+
+
+def test_timed_loop_stops_at_its_budget_and_says_so():
+    start = time.perf_counter()
+    result = measure_call(lambda: time.sleep(0.01), batch=1, warmup_s=0.0, min_iterations=MAX_ITERATIONS,
+                          min_duration_s=0.0, max_duration_s=0.2)
+    assert time.perf_counter() - start < 2.0
+    assert 1 <= result["iterations"] < MAX_ITERATIONS and result["protocol"]["max_duration_s"] == 0.2
+    assert any(f"after {result['iterations']} of {MAX_ITERATIONS} iterations" in w for w in result["warnings"])
+
+
+def test_timed_loop_budget_must_be_finite():
+    for budget in (float("inf"), float("nan"), 0.0):
+        with pytest.raises(ValueError, match="max_duration_s"):
+            timed_loop(lambda: None, warmup_s=0.0, min_iterations=1, min_duration_s=0.0, max_duration_s=budget)
+
+
+def test_profile_options_refuse_out_of_bounds_in_one_line():
+    from compressor.core.errors import CompressError
+    from compressor.targets.profile import ProfileOptions, ProfileOptionsError
+
+    for settings in ({"min_duration_s": float("nan")}, {"warmup_s": float("inf")}, {"threads": 0},
+                     {"min_iterations": 10**12}, {"batch": 10**9}):
+        with pytest.raises(ProfileOptionsError) as caught:
+            ProfileOptions(**settings)
+        assert isinstance(caught.value, CompressError) and str(caught.value).startswith("profiling: ")
+    assert ProfileOptions(min_duration_s=0, warmup_s=0).min_duration_s == 0  # ints are seconds too
+
+
+def test_profile_refuses_a_feed_too_big_to_allocate():
+    import torch
+
+    from compressor.core.errors import InputSpecError
+    from compressor.core.tensor_spec import TensorSpec
+    from compressor.targets.profile import MAX_FEED_BYTES, ProfileOptions, feed_bytes, profile_runner
+    from compressor.targets.torch_runner import TorchRunner
+
+    specs = [TensorSpec.parse("left:Nx3x4096x4096:float32"), TensorSpec.parse("right:Nx3x4096x4096:float32")]
+    assert feed_bytes(specs, 16) == 2 * 16 * 3 * 4096 * 4096 * 4 > MAX_FEED_BYTES  # 3 GiB each, 6 GiB together
+    runner = TorchRunner(torch.nn.Identity(), specs, ["out"])
+    with pytest.raises(InputSpecError, match="would take 6.0 GiB"):
+        profile_runner(runner, ProfileOptions(batch=16, warmup_s=0, min_iterations=1, min_duration_s=0))
