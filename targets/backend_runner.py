@@ -25,8 +25,10 @@ class BackendRunner(Runner):
             self.backend = BACKENDS[self.artifact.target](self.artifact.path, dict(self.artifact.options), self.threads)
         except ValueError as exc:
             raise BuildError(str(exc)) from None
-        except RuntimeError as exc:  # runtimes raise RuntimeError for files they cannot load
-            raise BuildError(f"{self.name}: {str(exc).strip().splitlines()[0]}") from None
+        except Exception as exc:  # noqa: BLE001 - runtimes raise their own types (InvalidProtobuf, Fail,
+            # RuntimeError) for files they cannot load: a corrupt or foreign model file, not a bug of ours
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            raise BuildError(f"cannot load {self.artifact.path}: {lines[0]}") from None
 
     def _deactivate(self) -> None:
         self.backend = None

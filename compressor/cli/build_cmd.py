@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from compressor.cli.options import emit, json_option
+from compressor.cli.options import FILE_STEM, emit, json_option
 
 
 def load_calibration(source: str, onnx_path: str, samples: int):
@@ -47,7 +47,7 @@ def gather_options(spellings: dict[str, object], pairs: tuple[str, ...]) -> dict
 @click.option("--target", required=True, help="Target runtime (see 'compress list targets').")
 @click.option("--precision", default="fp32", show_default=True, help="Precision the target builds.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--name", default=None, help="File stem (default: <onnx stem>_<precision>).")
+@click.option("--name", type=FILE_STEM, default=None, help="File stem (default: <onnx stem>_<precision>).")
 @click.option("--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
               help="A build option of the target (repeat; 'compress list targets' names each target's options).")
 @click.option("--provider", default=None, help="Same as --option provider=...: ONNX Runtime's execution provider.")

@@ -15,7 +15,8 @@ def parse_batches(text: str) -> tuple[int, ...]:
     except ValueError:
         batches = ()
     if not batches or min(batches) < 1:
-        raise click.BadParameter(f"'{text}' is not a comma-separated list of positive batch sizes")
+        raise click.BadParameter(f"'{text}' is not a comma-separated list of positive batch sizes",
+                                 param_hint="--batch")
     return batches
 
 
@@ -105,7 +106,7 @@ def check_tolerance_flags(**values) -> None:
 @click.argument("reference")
 @artifact_argument()
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False), help=".npz of inputs (default: random).")
-@click.option("--count", type=click.IntRange(min=1), default=4, show_default=True, help="Random inputs per batch size.")
+@click.option("--count", type=click.IntRange(min=1, max=10_000), default=4, show_default=True, help="Random inputs per batch size.")
 @click.option("--batch", "batch_text", default=None, help="Batch sizes, e.g. 1,2,3 (default: 1,2,3 when dynamic).")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance (default: per precision).")
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (default: per precision).")

@@ -36,7 +36,8 @@ def default_stem(spec: str) -> str:
 @click.option("--name", default=None, help="File stem of the ONNX (default: the model's name).")
 @click.option("--arg", "model_args", multiple=True, metavar="KEY=VALUE", help="Keyword argument for the factory.")
 @click.option("--output-name", "output_names", multiple=True, help="Name the outputs (default: the model's own).")
-@click.option("--opset", type=click.IntRange(min=7), default=None, help="ONNX opset (default: the exporter's).")
+@click.option("--opset", type=click.IntRange(min=7, max=99), default=None, callback=lambda _c, _p, v: _known_opset(v),
+              help="ONNX opset (default: the exporter's; at most the installed onnx package's newest).")
 @click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True,
               help="Tried first; the other one is the fallback.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim simplification.")
@@ -67,3 +68,16 @@ def export(model_spec, inputs, out_dir, name, model_args, output_names, opset, e
          f"{artifact.metadata['exporter']} exporter)\n"
          f"inputs:  {', '.join(s.format() for s in artifact.inputs)}\n"
          f"next:    compress build {artifact.path} --target onnxruntime --precision fp32 --out {folder}")
+
+
+def _known_opset(opset: int | None) -> int | None:
+    """``opset`` when the installed onnx package knows it (checked lazily: importing onnx is slow)."""
+    if opset is None:
+        return None
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise click.BadParameter(f"{opset} is newer than this onnx package knows (at most {newest})",
+                                 param_hint="--opset")
+    return opset

@@ -34,6 +34,23 @@ class Seconds(click.FloatRange):
         return number
 
 
+class FileStem(click.ParamType):
+    """A name for files inside the output folder: no path separators, not ``.`` or ``..``, not hidden."""
+
+    name = "name"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        if (not text or text in (".", "..") or text.startswith(".") or "/" in text or "\\" in text
+                or "\0" in text or len(text) > 200):
+            self.fail(f"{text!r} is not a plain file name (no folders, '.' or '..'; it names files inside --out)",
+                      param, ctx)
+        return text
+
+
+FILE_STEM = FileStem()
+
+
 class WholeNumber(click.IntRange):
     """A whole number within [min, max] (its parse error says "integer", not "integer range")."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from compressor.distill.config import ConfigError
+from compressor.runtime.measurement import MAX_DURATION_S, MAX_ITERATIONS, MAX_THREADS_CAP
 
 SEED_MAX = 2**32 - 1  # numpy's SeedSequence-free seeding and torch.manual_seed both take 0..2**32-1 safely
 COUNT_MAX = 2**31 - 1  # sizes and counts beyond this overflow 32-bit indices in torch and the runtimes
@@ -61,6 +62,10 @@ _SPECIAL = {
     "dropout": Bound(0, 1, open_high=True),
     "injected_fraction": FRACTION, "id_min_share": FRACTION, "ratio": FRACTION, "occluded_threshold": FRACTION,
     "split": FRACTION,
+    # the profiler's own limits (compress profile and the bundles' run.py take no more)
+    "profile_seconds": Bound(0, MAX_DURATION_S, open_low=True),
+    "profile_iterations": Bound(1, MAX_ITERATIONS),
+    "profile_threads": Bound(1, MAX_THREADS_CAP),  # the per-CPU limit is checked where it runs
 }
 
 

@@ -108,6 +108,18 @@ def save_ir(model, tmp_xml: Path, tmp_bin: Path, compress: bool, *, shown: Path)
         written_bin.replace(tmp_bin)
     except (OSError, RuntimeError) as exc:
         reason = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        if _nearly_full(tmp_xml.parent):  # OpenVINO's C++ streams say only "basic_ios::clear: iostream error"
+            reason = "no space left on device"
         raise BuildError(f"cannot save the OpenVINO model to {shown}: {reason}") from None
     finally:
         written_bin.unlink(missing_ok=True)
+
+
+def _nearly_full(folder: Path, margin: int = 1 << 20) -> bool:
+    """Whether the file system holding ``folder`` has less than ``margin`` bytes free."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False

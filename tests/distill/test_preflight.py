@@ -91,6 +91,8 @@ def _set(path: str, value):
     (_set("teacher.train.batch", -1), ("teacher.train.batch: must be at least 1",)),
     (_set("data.val_fraction", 1.5), ("data.val_fraction: must be in (0, 1)",)),
     (_set("deploy.profile_seconds", float("inf")), ("deploy.profile_seconds", "finite")),
+    (_set("deploy.profile_seconds", 1e9), ("deploy.profile_seconds", "must be in (0, 3600]")),
+    (_set("deploy.profile_iterations", 10**12), ("deploy.profile_iterations", "must be in [1,")),
     (_set("deploy.calibration_samples", 0), ("deploy.calibration_samples",)),
     (_set("deploy.compare_batches", [1, 0]), ("deploy.compare_batches[1]: must be at least 1",)),
     (lambda d: d.update(seed=2**40), ("seed: must be in [0, 4.29497e+09]",)),
