@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from compressor.distill.config import ConfigError
-from compressor.runtime.measurement import MAX_DURATION_S, MAX_ITERATIONS, MAX_THREADS_CAP
+from compressor.runtime.measurement import (
+    MAX_DURATION_S,
+    MAX_ITERATIONS,
+    MAX_THREADS_CAP,
+)
 
 SEED_MAX = 2**32 - 1  # numpy's SeedSequence-free seeding and torch.manual_seed both take 0..2**32-1 safely
 COUNT_MAX = 2**31 - 1  # sizes and counts beyond this overflow 32-bit indices in torch and the runtimes

@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_hostile_cli import _write_tiny_onnx
-from tests.support import CliResult, assert_one_line_error, assert_untouched_outside, tree_state
+from tests.support import (
+    CliResult,
+    assert_one_line_error,
+    assert_untouched_outside,
+    tree_state,
+)
 
 FULL_DISK_SCRIPT = r"""
 mount -t tmpfs -o size=64k tmpfs "$1" || exit 99
