@@ -79,6 +79,8 @@ class Artifact:
             raise ArtifactError(f"{path} has no sidecar {sidecar.name}; build it with 'compress build' first")
         try:
             data = json.loads(sidecar.read_text())
+            for rel in (data["path"], *data["files"]):
+                _check_sidecar_path(rel, sidecar)
             artifact = cls(
                 target=data["target"], precision=data["precision"], path=sidecar.parent / data["path"],
                 files=tuple(data["files"]), inputs=tuple(TensorSpec.from_dict(s) for s in data["inputs"]),
@@ -90,6 +92,17 @@ class Artifact:
         if missing:
             raise ArtifactError(f"artifact {artifact.path.name} is missing file(s): {', '.join(missing)}")
         return artifact
+
+
+def _check_sidecar_path(rel: Any, sidecar: Path) -> None:
+    """A path read from a sidecar names a file in the sidecar's own folder: relative, no ``..``, not a folder."""
+    if not isinstance(rel, str) or not rel:
+        raise ArtifactError(f"sidecar {sidecar} names a file that is not a relative path: {str(rel)[:80]!r}")
+    parts = rel.replace("\\", "/").split("/")
+    if (Path(rel).is_absolute() or rel.startswith(("/", "\\")) or "\0" in rel or ":" in parts[0]
+            or any(part in ("", ".", "..") for part in parts)
+            or not (sidecar.parent / rel).resolve().is_relative_to(sidecar.parent.resolve())):
+        raise ArtifactError(f"sidecar {sidecar} names a file outside its folder: {rel[:120]}")
 
 
 class Runner(abc.ABC):

@@ -123,9 +123,13 @@ def _run_stages(recipe: Recipe, context: RunContext, task, staging: Path, final:
         primary = next(a for role, a in artifacts if role == "student")
         profile = next(e.profile for e in report.engines if e.path == str(primary.path))
         from compressor.targets.bundle import create_bundle
+        from compressor.targets.signing import resolve_signing_key
 
-        bundle = create_bundle(primary, staging / "bundle", name=f"{recipe.name}-student",
-                               profile=profile, extras=task.bundle_extras()).archive
+        made = create_bundle(primary, staging / "bundle", name=f"{recipe.name}-student", profile=profile,
+                             extras=task.bundle_extras(), signing_key=resolve_signing_key())
+        context.stage(f"bundle identity {made.digest}" + (f", signed by {made.signed_by}" if made.signed_by
+                                                           else " (unsigned: set EDGE_COMPRESS_SIGNING_KEY to sign)"))
+        bundle = made.archive
     moved = _published_path(staging.resolve(), final)
     report = dataclasses.replace(report, engines=tuple(dataclasses.replace(e, path=str(moved(e.path)))
                                                        for e in report.engines),

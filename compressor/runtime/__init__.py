@@ -26,6 +26,9 @@ BUNDLE_FILES: dict[str, tuple[str, ...]] = {
 ``tracker`` and ``can-detector`` list only their files on top of it; a Jetson bundle is written on its own,
 so ``jetson`` lists all of its files."""
 
+SCRIPTS = ("run.py", "jetson.py", "tracker.py", "detect.py")
+"""The runtime files a user runs as programs (executable in a bundle); the others are imported by them."""
+
 
 def source(name: str) -> Path:
     """Path of the runtime file ``name`` (as it is named inside a bundle)."""

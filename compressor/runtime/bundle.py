@@ -27,6 +27,9 @@ def selftest(folder):
     manifest = load_manifest(folder)
     tol = manifest["selftest_tolerance"]
     inputs, expected = read_golden(folder)
+    missing = [s["name"] for s in manifest.get("outputs", []) if s["name"] not in expected]
+    if not expected or missing:
+        raise ValueError(f"golden.npz lacks golden output(s): {', '.join(missing) or 'all'}")
     got = open_backend(folder, manifest).run(inputs)
     errors, passed = {}, True
     for name, want in expected.items():

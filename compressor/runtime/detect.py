@@ -23,12 +23,21 @@ import types
 from pathlib import Path
 
 if not __package__:  # a script in a bundle folder (also under `python -I`): the folder's files form one package
-    sys.dont_write_bytecode = True
+    import importlib.machinery as _machinery
+
+    class _SourceOnly(_machinery.SourceFileLoader):  # siblings compile from their .py: byte-code never read
+        def get_code(self, fullname):
+            path = self.get_filename(fullname)
+            return self.source_to_code(self.get_data(path), path)
+
+    _FOLDER = str(Path(__file__).resolve().parent)
+    sys.dont_write_bytecode = True  # nor written; and no __pycache__ or native module in the folder is imported
+    sys.path_importer_cache[_FOLDER] = _machinery.FileFinder(_FOLDER, (_SourceOnly, [".py"]))
     __package__ = "edge_compress_bundle"
-    sys.modules.setdefault(__package__, types.ModuleType(__package__)).__path__ = [str(Path(__file__).resolve().parent)]
+    sys.modules.setdefault(__package__, types.ModuleType(__package__)).__path__ = [_FOLDER]
 
 from .can_stream import StreamDetector, bundle_infer, stream_fd, stream_replay  # noqa: E402  (after the package)
-from .errors import print_error  # noqa: E402
+from .errors import OneLineParser, int_between, number_between, print_error  # noqa: E402
 
 
 def print_alerts(ts, can_ids, classes, scores):
@@ -38,14 +47,17 @@ def print_alerts(ts, can_ids, classes, scores):
 
 def main(argv=None):
     """Classify every frame of a log (or stdin) with the bundle's model; print alerts and a summary."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("log", help="CAN log file, or - for stdin")
-    parser.add_argument("--max-batch", type=int, default=128, help="most frames per inference")
-    parser.add_argument("--max-latency-ms", type=float, default=5.0, help="longest a frame waits for its batch")
-    parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 2),
+    parser.add_argument("--max-batch", type=int_between(1, 65536), default=128, help="most frames per inference")
+    parser.add_argument("--max-latency-ms", type=number_between(0.0, 60_000.0), default=5.0,
+                        help="longest a frame waits for its batch")
+    parser.add_argument("--workers", type=int_between(1, 256), default=min(os.cpu_count() or 1, 2),
                         help="batches in flight at once, each on its own core")
-    parser.add_argument("--threads", type=int, default=1, help="runtime threads per batch (1 suits a small RNN)")
-    parser.add_argument("--replay", type=float, default=None, help="pace arrivals at this multiple of the log's rate")
+    parser.add_argument("--threads", type=int_between(1, 1024), default=1,
+                        help="runtime threads per batch (1 suits a small RNN)")
+    parser.add_argument("--replay", type=number_between(0.0, 1e6), default=None,
+                        help="pace arrivals at this multiple of the log's rate")
     parser.add_argument("--quiet", action="store_true", help="do not print one line per flagged frame")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     args = parser.parse_args(argv)

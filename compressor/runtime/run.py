@@ -15,31 +15,41 @@ import argparse
 import json
 import sys
 import types
+import zipfile
 from pathlib import Path
 
-import numpy as np
-
 if not __package__:  # a script in a bundle folder (also under `python -I`): the folder's files form one package
-    sys.dont_write_bytecode = True
+    import importlib.machinery as _machinery
+
+    class _SourceOnly(_machinery.SourceFileLoader):  # siblings compile from their .py: byte-code never read
+        def get_code(self, fullname):
+            path = self.get_filename(fullname)
+            return self.source_to_code(self.get_data(path), path)
+
+    _FOLDER = str(Path(__file__).resolve().parent)
+    sys.dont_write_bytecode = True  # nor written; and no __pycache__ or native module in the folder is imported
+    sys.path_importer_cache[_FOLDER] = _machinery.FileFinder(_FOLDER, (_SourceOnly, [".py"]))
     __package__ = "edge_compress_bundle"
-    sys.modules.setdefault(__package__, types.ModuleType(__package__)).__path__ = [str(Path(__file__).resolve().parent)]
+    sys.modules.setdefault(__package__, types.ModuleType(__package__)).__path__ = [_FOLDER]
 
 from .backends import open_backend  # noqa: E402  (siblings: after the package is set up)
 from .bundle import load_manifest, selftest  # noqa: E402
-from .errors import print_error  # noqa: E402
-from .feeds import random_feed  # noqa: E402
-from .measurement import measure  # noqa: E402
+from .errors import OneLineParser, int_between, number_between, print_error  # noqa: E402
+from .feeds import MAX_FEED_BYTES, feed_bytes, load_feed, random_feed, save_outputs  # noqa: E402
+from .measurement import MAX_BATCH, MAX_DURATION_S, MAX_ITERATIONS, max_threads, measure  # noqa: E402
 
 
 def main(argv=None):
     """The bundle's command line: self-test, profile, or run on inputs from an .npz."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--selftest", action="store_true", help="check golden inputs reproduce golden outputs")
     parser.add_argument("--profile", action="store_true", help="measure latency on this device")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds")
-    parser.add_argument("--iterations", type=int, default=50, help="minimum timed iterations")
+    parser.add_argument("--batch", type=int_between(1, MAX_BATCH), default=1, help="samples per inference (profile)")
+    parser.add_argument("--threads", type=int_between(1, max_threads()), default=None, help="runtime threads")
+    parser.add_argument("--seconds", type=number_between(0.0, MAX_DURATION_S), default=3.0,
+                        help="minimum timed seconds")
+    parser.add_argument("--iterations", type=int_between(1, MAX_ITERATIONS), default=50,
+                        help="minimum timed iterations")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--input", help=".npz with one array per input name")
     parser.add_argument("--output", help="where to write outputs (.npz)")
@@ -55,6 +65,10 @@ def main(argv=None):
                   + ", ".join(f"{k} max abs {v:.3g}" for k, v in errors.items()))
             status = 0 if passed else 1
         if args.profile:
+            needed = feed_bytes(manifest["inputs"], args.batch)
+            if needed > MAX_FEED_BYTES:
+                raise ValueError(f"--batch {args.batch} needs {needed / 1024 ** 3:.1f} GiB of inputs; "
+                                 f"at most {MAX_FEED_BYTES / 1024 ** 3:.0f} GiB")
             backend = open_backend(folder, manifest, args.threads)
             result = measure(backend, random_feed(manifest["inputs"], args.batch), batch=args.batch,
                              threads=args.threads, min_iterations=args.iterations, min_duration_s=args.seconds)
@@ -65,14 +79,13 @@ def main(argv=None):
             for warning in result["warnings"]:
                 print(f"warning: {warning}", file=sys.stderr)
         if args.input:
-            with np.load(args.input, allow_pickle=False) as data:
-                feed = {k: data[k] for k in data.files}
+            feed = load_feed(args.input, manifest["inputs"])
             outputs = open_backend(folder, manifest, args.threads).run(feed)
             if args.output:
-                np.savez(args.output, **outputs)
+                save_outputs(args.output, outputs)
             else:
                 print({k: v.shape for k, v in outputs.items()})
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         return print_error(exc)
     if not (args.selftest or args.profile or args.input):
         parser.print_help()

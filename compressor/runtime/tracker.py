@@ -18,7 +18,6 @@ coordinate back to the frame is exact: ``x_frame = cx_prev + (x_crop / out - 0.5
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import types
@@ -28,13 +27,22 @@ from pathlib import Path
 import numpy as np
 
 if not __package__:  # a script in a bundle folder (also under `python -I`): the folder's files form one package
-    sys.dont_write_bytecode = True
+    import importlib.machinery as _machinery
+
+    class _SourceOnly(_machinery.SourceFileLoader):  # siblings compile from their .py: byte-code never read
+        def get_code(self, fullname):
+            path = self.get_filename(fullname)
+            return self.source_to_code(self.get_data(path), path)
+
+    _FOLDER = str(Path(__file__).resolve().parent)
+    sys.dont_write_bytecode = True  # nor written; and no __pycache__ or native module in the folder is imported
+    sys.path_importer_cache[_FOLDER] = _machinery.FileFinder(_FOLDER, (_SourceOnly, [".py"]))
     __package__ = "edge_compress_bundle"
-    sys.modules.setdefault(__package__, types.ModuleType(__package__)).__path__ = [str(Path(__file__).resolve().parent)]
+    sys.modules.setdefault(__package__, types.ModuleType(__package__)).__path__ = [_FOLDER]
 
 from .backends import open_backend  # noqa: E402  (siblings: after the package is set up)
 from .bundle import load_manifest  # noqa: E402
-from .errors import print_error  # noqa: E402
+from .errors import OneLineParser, int_between, print_error  # noqa: E402
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -201,11 +209,11 @@ def config_from_manifest(manifest: dict) -> TrackerConfig:
 
 def main(argv=None) -> int:
     """Track a target through frames stored as a ``.npy`` (N x H x W x 3 uint8) with the bundle's model."""
-    parser = argparse.ArgumentParser(description="Track a target with this bundle's model (numpy + runtime only).")
+    parser = OneLineParser(description="Track a target with this bundle's model (numpy + runtime only).")
     parser.add_argument("--frames", required=True, help=".npy file of N x H x W x 3 uint8 frames")
     parser.add_argument("--init", required=True, help="x,y,w,h of the target in frame 0")
     parser.add_argument("--output", help="write one x,y,w,h line per frame here (default: stdout)")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int_between(1, 1024), default=None)
     args = parser.parse_args(argv)
     try:
         folder = Path(__file__).resolve().parent

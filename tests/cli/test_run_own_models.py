@@ -60,10 +60,13 @@ def test_a_model_file_on_the_command_line_is_found_where_compress_runs(cli, tmp_
     assert_one_line_error(result, "student.py:build")
 
 
-def _compress(*args, cwd: Path) -> subprocess.CompletedProcess:
+def _compress(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
     script = Path(sys.executable).with_name("compress")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "compressor.cli"]
-    result = subprocess.run([*command, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([*command, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, **(env or {})})
     assert result.returncode == 0, f"compress {' '.join(map(str, args))}\n{result.stdout}\n{result.stderr[-3000:]}"
     return result
 
@@ -73,7 +76,10 @@ def test_digits_example_runs_end_to_end_into_a_verified_bundle(tmp_path):
     project = tmp_path / "digits"
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("data", "runs", "__pycache__"))
     subprocess.run([sys.executable, "make_data.py", "--out", "data"], cwd=project, check=True, timeout=120)
-    _compress("run", "recipe.yaml", "--quick", "--out", "runs/digits", cwd=project)
+    _compress("bundle", "keygen", "--out", "keys", cwd=project)  # the user's signing key, kept outside the run
+    signing = {"EDGE_COMPRESS_SIGNING_KEY": str(project / "keys" / "bundle-signing.key")}
+    ran = _compress("run", "recipe.yaml", "--quick", "--out", "runs/digits", cwd=project, env=signing)
+    assert "bundle identity sha256:" in ran.stderr + ran.stdout and "signed by" in ran.stderr + ran.stdout
     run = project / "runs" / "digits"
     report = json.loads((run / "report.json").read_text())
     assert report["task"] == "classification" and report["headline_metric"] == "top1"
@@ -85,8 +91,8 @@ def test_digits_example_runs_end_to_end_into_a_verified_bundle(tmp_path):
     engines = {(e["role"], e["precision"]): e for e in report["artifacts"]}
     assert all(e["parity"]["passed"] for (role, precision), e in engines.items() if precision == "fp32")
     assert engines[("student", "int8")]["int8_gate"]["passed"]  # the accuracy gate on top-1 held
-    verified = _compress("bundle", "verify", report["bundle"], cwd=project)
-    assert "self-test passed" in verified.stdout
+    verified = _compress("bundle", "verify", report["bundle"], "--key", "keys/bundle-signing.pub", cwd=project)
+    assert "self-test passed" in verified.stdout and "signature" in verified.stdout
     # the same models and data from the command line alone, no YAML: the starter's defaults, quick form
     _compress("run", "--teacher", "teacher.py:build", "--student", "student.py:build", "--data", "data", "--quick",
               "--out", "runs/flags", cwd=project)

@@ -116,7 +116,12 @@ def test_profile_refuses_a_feed_too_big_to_allocate():
 
     from compressor.core.errors import InputSpecError
     from compressor.core.tensor_spec import TensorSpec
-    from compressor.targets.profile import MAX_FEED_BYTES, ProfileOptions, feed_bytes, profile_runner
+    from compressor.targets.profile import (
+        MAX_FEED_BYTES,
+        ProfileOptions,
+        feed_bytes,
+        profile_runner,
+    )
     from compressor.targets.torch_runner import TorchRunner
 
     specs = [TensorSpec.parse("left:Nx3x4096x4096:float32"), TensorSpec.parse("right:Nx3x4096x4096:float32")]
