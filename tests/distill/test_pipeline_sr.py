@@ -94,7 +94,7 @@ def test_report_has_every_measured_field(tiny_run):
     assert matrix == {("onnxruntime", "fp32"), ("openvino", "fp16"), ("onnxruntime", "int8")}
     assert {r["precision"]: r["quantizer"] for r in report["precision_matrix"]}["int8"] == "qdq"
     assert "| onnxruntime | int8 (qdq) |" in text
-    assert "## Engines" in text and "## Precision matrix (student)" in text and "pass (task data)" in text
+    assert "## Engines" in text and "## Precision matrix (student)" in text and "pass (task data, SQNR " in text
     assert gate["qat"]["scheme"] == "openvino"
     from compressor.targets.base import Artifact
 

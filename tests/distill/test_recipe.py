@@ -45,9 +45,11 @@ student: {model: span_tiny}
                                           "mean 'bf16'?)"),
     # a target entry's own keys are that target's build options, validated by its options class
     ("deploy: {targets: [{target: onnxruntime, static_shapes: true}]}",
-     "deploy.targets[0]: option 'static_shapes' does not apply to target onnxruntime (its options: provider)"),
+     "deploy.targets[0]: option 'static_shapes' does not apply to target onnxruntime (its options: provider, quantizer)"),
     ("deploy: {targets: [{target: onnxruntime, precision: int8, quantizer: nncf}]}",
-     "deploy.targets[0]: option 'quantizer' does not apply to target onnxruntime"),
+     "deploy.targets[0]: option 'quantizer' of target onnxruntime: 'nncf' is not one of qdq, dynamic"),
+    ("deploy: {targets: [{target: tensorrt, precision: int8, quantizer: nncf}]}",
+     "deploy.targets[0]: option 'quantizer' does not apply to target tensorrt"),
     ("deploy: {targets: [{target: openvino, precision: int8, quantizer: nncff}]}",
      "deploy.targets[0]: option 'quantizer' of target openvino: 'nncff' is not one of qdq, nncf (did you mean "
      "'nncf'?)"),

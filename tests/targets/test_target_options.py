@@ -29,7 +29,7 @@ def test_unknown_key_names_the_target_and_its_options(name):
 
 def test_another_targets_key_and_did_you_mean():
     with pytest.raises(TargetOptionError, match=r"^option 'static_shapes' does not apply to target onnxruntime "
-                                                r"\(its options: provider\)$"):
+                                                r"\(its options: provider, quantizer\)$"):
         options_class("onnxruntime").from_mapping({"static_shapes": True})
     with pytest.raises(TargetOptionError, match=r"did you mean 'static_shapes'\?"):
         options_class("openvino").from_mapping({"static_shape": True})
