@@ -106,8 +106,10 @@ def _finish(proto: onnx.ModelProto, simplify: bool) -> onnx.ModelProto:
     if simplify:
         import onnxslim
 
-        with contextlib.redirect_stdout(io.StringIO()):
-            proto = onnxslim.slim(proto)
+        from compressor.targets.layers.scopes import keep_module_scopes
+
+        with contextlib.redirect_stdout(io.StringIO()):  # onnxslim drops the module scopes the exporter recorded
+            proto = keep_module_scopes(proto, onnxslim.slim(proto))
     try:
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True)
         onnx.checker.check_model(proto, full_check=True)

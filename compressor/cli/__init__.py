@@ -22,6 +22,7 @@ COMMANDS = {
     "build": ("compressor.cli.build_cmd", "build", "Build an engine for a target from an ONNX file."),
     "compare": ("compressor.cli.compare_cmd", "compare", "Check an artifact's outputs against a reference."),
     "profile": ("compressor.cli.profile_cmd", "profile", "Measure an artifact's latency."),
+    "layers": ("compressor.cli.layers_cmd", "layers", "Per-layer time by PyTorch module, precision each ran in."),
     "bundle": ("compressor.cli.bundle_cmd", "bundle", "Write or verify a deployment bundle."),
     "report": ("compressor.cli.report_cmd", "report", "Show a run's report; merge latency measured on a device."),
 }

@@ -108,8 +108,12 @@ def create(artifact, out_dir, name, profile_json, duration_s, jetson, precision,
 @click.option("--digest", "expected_digest", default=None,
               help="The identity printed when the bundle was made (sha256:...): refuse any other manifest.")
 @click.option("--no-selftest", is_flag=True, help="Check files only; run none of the bundle's code.")
+@click.option("--budget", "budget_text", default=None, metavar="KEY=N,...",
+              help="Ceilings that gate CI, e.g. p99_ms=5,size_mb=4,metric_drop=0.1: latency from the bundle's "
+                   "profile.json, size of its model files, metric drop from its selection.json (bundles made by "
+                   "'compress run'); a broken budget exits 1 and names it.")
 @json_option
-def verify(bundle_path, public_key, expected_digest, no_selftest, as_json) -> None:
+def verify(bundle_path, public_key, expected_digest, no_selftest, budget_text, as_json) -> None:
     """Check BUNDLE (folder or .tar.gz) before running any of it, then run its self-test in an isolated Python.
 
     Refuses unsafe archives (links, paths outside, too many or too large members), any file the manifest
@@ -118,10 +122,17 @@ def verify(bundle_path, public_key, expected_digest, no_selftest, as_json) -> No
     signature must be that key's; without it the bundle's identity (sha256 of its manifest) is printed to
     compare with the one printed when it was made, and only runtime code identical to this toolchain's runs.
     """
+    import sys
+
+    from compressor.distill.budgets import check_bundle, parse_budget
     from compressor.targets.bundle import verify_bundle
 
+    budget = parse_budget(budget_text)
     report = verify_bundle(bundle_path, run_selftest=not no_selftest, public_key=public_key,
                            expected_digest=expected_digest)
+    checked = check_bundle(budget, bundle_path) if budget else None  # read only once the bundle is verified
+    if checked is not None:
+        report = {**report, "budget": checked.to_dict()}
     selftest = report.get("selftest")
     if report["signature"] == "verified":
         origin = f"signed by {report['signed_by']}: signature verified"
@@ -137,6 +148,10 @@ def verify(bundle_path, public_key, expected_digest, no_selftest, as_json) -> No
          + (f"\nwarning: {', '.join(report['runtime_differs'])} differ(s) from this toolchain's runtime: trust it only "
             f"if this identity is the one printed when the bundle was made" if report.get("runtime_differs") else "")
          + f"\nidentity {report['digest']} ({origin})")
+    if checked is not None:
+        click.echo(checked.line(), err=as_json or not checked.passed)
+        if not checked.passed:
+            sys.exit(1)
 
 
 @bundle.command("keygen")

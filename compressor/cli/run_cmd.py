@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from compressor.cli.options import emit, json_option, threads_option
+from compressor.distill.budgets import BUDGET_HELP
 
 
 @click.command()
@@ -24,10 +25,12 @@ from compressor.cli.options import emit, json_option, threads_option
               help="With --teacher/--student: what the models output (default classification).")
 @click.option("--init", "init_name", default=None,
               help="Write a commented starter recipe NAME.yaml for your own models, and stop.")
+@click.option("--budget", "budget_text", default=None, metavar="KEY=N,...",
+              help=BUDGET_HELP + " Checked on the engine deploy.select chose (the one bundled).")
 @threads_option
 @json_option
 def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, teacher_spec, student_spec, task_kind,
-        init_name, threads, as_json) -> None:
+        init_name, budget_text, threads, as_json) -> None:
     """Run RECIPE (default sr-dsclora; a built-in name from 'compress list recipes' or a .yaml path).
 
     Stages: teacher (train or load) -> student base (train or load) -> distil, and a baseline with the
@@ -38,9 +41,11 @@ def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, te
     'compress run --init NAME' for a recipe to edit ('compress run NAME.yaml').
     """
     import dataclasses
+    import sys
     from pathlib import Path
 
     from compressor.core.files import ensure_writable_dir
+    from compressor.distill.budgets import check_run, parse_budget
     from compressor.distill.config import ConfigError
     from compressor.distill.pipeline import run_recipe
     from compressor.distill.recipe_bounds import SEED_MAX
@@ -48,6 +53,7 @@ def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, te
 
     if seed is not None and not 0 <= seed <= SEED_MAX:
         raise ConfigError(f"--seed: must be in 0..{SEED_MAX} (what numpy and torch accept), got {seed}")
+    budget = parse_budget(budget_text)  # a malformed budget stops the command before any training
     own = {"teacher": teacher_spec, "student": student_spec, "data": data, "task": task_kind}
     if init_name is not None:
         path = _write_starter(init_name, own)
@@ -67,11 +73,18 @@ def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, te
                          data=Path(data) if data else None, weights=weights,
                          stage=lambda text: click.echo(text, err=as_json))
     result = run_recipe(loaded, context)
+    checked = check_run(budget, result.report, result.selection) if budget else None
     summary = result.report.summary.to_dict()
-    emit(result.report.to_dict(), as_json,
+    data = result.report.to_dict() | ({"budget": checked.to_dict()} if checked else {})
+    emit(data, as_json,
          f"report: {folder / 'report.md'}\n" + "\n".join(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}"
                                                     for k, v in summary.items())
+         + (f"\nselected: {result.selection.label} ({result.selection.reason})" if result.selection else "")
          + (f"\nbundle: {result.bundle}\nnext:   compress bundle verify {result.bundle}" if result.bundle else ""))
+    if checked is not None:
+        click.echo(checked.line(), err=as_json or not checked.passed)
+        if not checked.passed:
+            sys.exit(1)
 
 
 def _recipe(recipe: str | None, own: dict, quick: bool):

@@ -26,10 +26,17 @@ from compressor.core.files import (
 from compressor.core.interrupts import terminate_as_interrupt
 from compressor.distill.int8.record import Int8Record
 from compressor.distill.int8.stage import Int8Stage
+from compressor.distill.progress import StageLog
 from compressor.distill.recipe import Recipe, TargetChoice
 from compressor.distill.report.build import build_run_report, measure_engine
 from compressor.distill.report.model import RunReport
 from compressor.distill.report.render import write_report
+from compressor.distill.select import (
+    SelectionError,
+    SelectionRecord,
+    plan_targets,
+    select_for_run,
+)
 from compressor.distill.tasks import TASKS, RoleModel
 from compressor.distill.tasks.base import RunContext
 from compressor.targets.base import SIDECAR_SUFFIX, Artifact
@@ -42,15 +49,19 @@ log = logging.getLogger(__name__)
 # What a run writes into its folder; a new run replaces all of them together (report files last), so no entry
 # of an older run (an engine of a target no longer listed, a stale bundle) is left looking current.
 RUN_ENTRIES = ("checkpoints", "onnx", "engines", "bundle")
-REPORT_FILES = ("report.json", "report.md")
+REPORT_FILES = ("report.json", "report.md", "report.html")
 STAGING_PREFIX = ".run-"
+SELECTION_FILE = "selection.json"  # in the bundle: which engine it holds and why (deploy.select)
 
 
 @dataclass(frozen=True)
 class RunResult:
+    """A finished run: its report, the bundle (when made) and the engine ``deploy.select`` chose for it."""
+
     out_dir: Path
     report: RunReport
     bundle: Path | None
+    selection: SelectionRecord | None = None
 
 
 def run_recipe(recipe: Recipe, context: RunContext) -> RunResult:
@@ -67,16 +78,23 @@ def run_recipe(recipe: Recipe, context: RunContext) -> RunResult:
     out_dir = ensure_writable_dir(context.out_dir)
     with terminate_as_interrupt(), staging_dir(out_dir, STAGING_PREFIX) as staging, \
             errors_named_at(staging, out_dir), temp_files_in(staging / ".scratch"):
-        report, bundle = _run_stages(recipe, context, task, staging, out_dir.resolve(), started)
+        report, bundle, selection = _run_stages(recipe, context, task, staging, out_dir.resolve(), started)
         relocate_sidecars(staging, staging.resolve(), out_dir.resolve())
         publish_entries(staging, out_dir, RUN_ENTRIES, last=REPORT_FILES)
-    return RunResult(context.out_dir, report, bundle)
+    return RunResult(context.out_dir, report, bundle, selection)
 
 
 def check_targets(recipe: Recipe) -> None:
-    """Before any training: every target the run builds for has its runtime installed and takes the recipe's
-    options at its precision (one line otherwise)."""
-    plan = [*recipe.deploy.targets, recipe.deploy.reference_target]
+    """Before any training: every target the run builds for on this machine (entries whose ``when:`` it does
+    not meet are skipped) has its runtime installed and takes the recipe's options at its precision, and a
+    named ``deploy.select`` is among them (one line otherwise)."""
+    built = plan_targets(recipe.deploy).built
+    named = recipe.deploy.select.named
+    if named is not None and not any(named.matches(c.target, c.precision, c.quantizer if c.precision == "int8"
+                                                   else None) for c in built):
+        raise SelectionError(f"deploy.select names {named.label}, which is not built on this machine "
+                             f"(its entry's 'when:' condition is not met)")
+    plan = [*built, recipe.deploy.reference_target]
     for choice in plan:
         target = load_target(choice.target)
         target.check_precision(choice.precision)
@@ -84,10 +102,10 @@ def check_targets(recipe: Recipe) -> None:
 
 
 def _run_stages(recipe: Recipe, context: RunContext, task, staging: Path, final: Path,
-                started: float) -> tuple[RunReport, Path | None]:
+                started: float) -> tuple[RunReport, Path | None, SelectionRecord]:
     """Every stage into ``staging``; the report's paths name where the files will be once published to
-    ``final``."""
-    stage = Stages(context.stage)
+    ``final``. The bundle holds the engine ``deploy.select`` chose (and its ``selection.json``)."""
+    stage = StageLog(context.stage)
     stage("train teacher, student (with KD) and baseline (without KD)")
     torch.manual_seed(context.seed)
     roles = task.train()
@@ -97,7 +115,10 @@ def _run_stages(recipe: Recipe, context: RunContext, task, staging: Path, final:
     onnx = {role: _export(task, rm, staging / "onnx" / f"{role}.onnx", recipe.name)
             for role, rm in roles.items()}
     stage("build engines")
-    plan = [("student", c) for c in recipe.deploy.targets]
+    targets = plan_targets(recipe.deploy)
+    for line in targets.skipped:
+        context.stage(f"skip {line}")
+    plan = [("student", c) for c in targets.built]
     plan += [(role, recipe.deploy.reference_target) for role in ("teacher", "baseline")]
     engines = staging / "engines"
     int8 = Int8Stage(task, recipe.deploy, onnx_dir=staging / "onnx", engine_dir=engines,
@@ -114,28 +135,35 @@ def _run_stages(recipe: Recipe, context: RunContext, task, staging: Path, final:
         artifacts.append((role, artifact))
     measured = []
     for role, artifact in artifacts:
-        stage(f"compare, evaluate and profile {role} on {artifact.target} {artifact.precision}")
-        measured.append(measure_engine(role, artifact, roles[role], task, recipe, int8=gates.get(str(artifact.path))))
+        gate = gates.get(str(artifact.path))
+        how = f" ({gate.quantizer})" if gate else ""  # two INT8 engines on one target differ by quantizer
+        stage(f"compare, evaluate and profile {role} on {artifact.target} {artifact.precision}{how}")
+        measured.append(measure_engine(role, artifact, roles[role], task, recipe, int8=gate))
     report = build_run_report(recipe, context, task, roles, complexity, measured, time.perf_counter() - started)
+    selection = select_for_run(report.engines, recipe.deploy, report.headline_metric, targets.skipped)
+    context.stage(f"selected {selection.label}: {selection.reason}")
     bundle = None
     if recipe.deploy.bundle:
-        stage("bundle the student")
-        primary = next(a for role, a in artifacts if role == "student")
+        stage(f"bundle the student on {selection.label}")
+        primary = next(a for role, a in artifacts if role == "student" and a.path.name == selection.chosen.engine)
         profile = next(e.profile for e in report.engines if e.path == str(primary.path))
         from compressor.targets.bundle import create_bundle
         from compressor.targets.signing import resolve_signing_key
 
+        extras = {**task.bundle_extras(), SELECTION_FILE: (json.dumps(selection.to_dict(), indent=2) + "\n").encode()}
         made = create_bundle(primary, staging / "bundle", name=f"{recipe.name}-student", profile=profile,
-                             extras=task.bundle_extras(), signing_key=resolve_signing_key())
+                             extras=extras, signing_key=resolve_signing_key())
         context.stage(f"bundle identity {made.digest}" + (f", signed by {made.signed_by}" if made.signed_by
                                                            else " (unsigned: set EDGE_COMPRESS_SIGNING_KEY to sign)"))
         bundle = made.archive
+    stage.close()
     moved = _published_path(staging.resolve(), final)
     report = dataclasses.replace(report, engines=tuple(dataclasses.replace(e, path=str(moved(e.path)))
                                                        for e in report.engines),
                                  bundle=str(moved(bundle)) if bundle else None)
+    report = dataclasses.replace(report, selection=selection)
     write_report(report, staging)
-    return report, moved(bundle) if bundle else None
+    return report, moved(bundle) if bundle else None, selection
 
 
 def _published_path(staging: Path, final: Path) -> Callable[[str | Path], Path]:
@@ -167,17 +195,6 @@ def relocate_sidecars(folder: Path, staging: Path, final: Path) -> None:
         data = json.loads(sidecar.read_text())
         if (moved := fixed(data)) != data:
             write_json(sidecar, moved)
-
-
-class Stages:
-    """Numbered stage announcements."""
-
-    def __init__(self, emit: Callable[[str], None]) -> None:
-        self.emit, self.count = emit, 0
-
-    def __call__(self, text: str) -> None:
-        self.count += 1
-        self.emit(f"[{self.count}] {text}")
 
 
 def _save_checkpoints(roles: dict[str, RoleModel], folder: Path) -> None:

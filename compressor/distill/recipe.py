@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from compressor.core.errors import did_you_mean
 from compressor.distill.config import REST, ConfigError, deep_merge, from_mapping
+from compressor.distill.select import CAPABILITIES, SelectRule
 
 if TYPE_CHECKING:
     from compressor.targets.options import TargetOptions
@@ -19,12 +20,15 @@ COMMON_KEYS = ("name", "task", "description", "seed", "deploy", "quick")
 class TargetChoice:
     """One engine to build: recipe entry ``{target, precision, quantizer, ...}``. Keys beyond these are the
     target's own build options (``options``, validated by its options class when the recipe loads).
-    ``quantizer`` is the INT8 quantizer; "qdq" (the shared Q/DQ ONNX) is what targets without a choice use."""
+    ``quantizer`` is the INT8 quantizer; "qdq" (the shared Q/DQ ONNX) is what targets without a choice use.
+    ``when``: build this entry only on machines that report the capability (``bf16``; see
+    :data:`compressor.distill.select.CAPABILITIES`), and skip it cleanly elsewhere."""
 
     target: str
     precision: str = "fp32"
     quantizer: str = "qdq"
     options: tuple[tuple[str, Any], ...] = field(default=(), metadata={"config": REST})
+    when: str | None = None
 
 
 # Deploy-level settings that are defaults of a target option (for the targets that take it):
@@ -36,7 +40,9 @@ OPTION_DEFAULTS: dict[str, tuple[str, str | None]] = {"static_shapes": ("static_
 @dataclass(frozen=True)
 class DeployConfig:
     """What to build, check, profile and bundle. ``targets`` are built for the student; teacher and
-    baseline get ``reference_target`` (for their metric and the latency ratio)."""
+    baseline get ``reference_target`` (for their metric and the latency ratio). ``select`` picks the student
+    engine the bundle holds: ``fastest`` within ``select_budget`` (headline drop against FP32; default
+    ``int8_budget``) or a named ``{target, precision, quantizer}`` (:mod:`compressor.distill.select`)."""
 
     targets: tuple[TargetChoice, ...] = (TargetChoice("onnxruntime"), TargetChoice("openvino"),
                                          TargetChoice("openvino", "fp16"))
@@ -46,6 +52,7 @@ class DeployConfig:
     profile_seconds: float = 2.0
     profile_iterations: int = 20
     profile_threads: int | None = None
+    layer_profile_runs: int = 10  # per-layer profile of each student engine (0: none)
     bundle: bool = True
     int8_budget: float = 0.1  # headline-metric drop allowed for INT8 before layers are kept in float
     calibration_samples: int = 32
@@ -57,6 +64,11 @@ class DeployConfig:
     qat_scheme: str = "qdq"  # fake quantization mirrors "qdq" (ONNX Runtime's Q/DQ) or "openvino" (NNCF's)
     static_shapes: bool = False  # targets that compile per input shape do (fixed-size inputs run faster)
     int8_float_layers: str = "fp32"  # INT8 where the target offers it: precision of the layers left out of INT8
+    select: Any = "fastest"  # "fastest" or {target, precision, quantizer}; read into a SelectRule
+    select_budget: float | None = None  # headline drop allowed for select: fastest (None: int8_budget)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "select", SelectRule.parse(self.select))
 
     def target_options(self, choice: TargetChoice) -> TargetOptions:
         """The typed build options of ``choice``'s target (a ``TargetOptions``): the entry's own options and
@@ -278,6 +290,13 @@ def _check_targets(deploy: DeployConfig) -> None:
 
     _check_option_defaults(deploy)
     choices = [(f"deploy.targets[{i}]", choice) for i, choice in enumerate(deploy.targets)]
+    for where, choice in choices:
+        if choice.when is not None and choice.when not in CAPABILITIES:
+            raise ConfigError(f"{where}.when: '{choice.when}' is not a condition this toolchain knows"
+                              f"{did_you_mean(choice.when, CAPABILITIES)}; known: {', '.join(CAPABILITIES)}")
+    if deploy.reference_target.when is not None:
+        raise ConfigError("deploy.reference_target.when: the reference target is built on every machine; "
+                          "remove 'when'")
     for where, choice in (*choices, ("deploy.reference_target", deploy.reference_target)):
         info = target_info(choice.target)
         if choice.precision not in info.precisions:
@@ -301,6 +320,21 @@ def _check_targets(deploy: DeployConfig) -> None:
                           f"{did_you_mean(deploy.qat_scheme, SCHEMES)}")
     if deploy.calibration_samples < 1:
         raise ConfigError("deploy.calibration_samples: must be at least 1")
+    _check_select(deploy)
+
+
+def _check_select(deploy: DeployConfig) -> None:
+    """A named ``deploy.select`` is one of the student's target entries."""
+    named = deploy.select.named
+    if named is None:
+        return
+    quantizer = (lambda c: c.quantizer if c.precision == "int8" else None)
+    if not any(named.matches(c.target, c.precision, quantizer(c)) for c in deploy.targets):
+        from compressor.distill.select import engine_label
+
+        listed = ", ".join(engine_label(c.target, c.precision, quantizer(c)) for c in deploy.targets)
+        raise ConfigError(f"deploy.select: names {named.label}, which deploy.targets does not list (listed: "
+                          f"{listed})")
 
 
 def _check_option_defaults(deploy: DeployConfig) -> None:

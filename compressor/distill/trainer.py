@@ -58,7 +58,7 @@ def train(loss_fn: Callable[[object], tuple[Tensor, dict[str, float]]], params: 
 
     >>> train(lambda b: (model(b).pow(2).mean(), {}), model.parameters(), iter(data), TrainSchedule(10))
     """
-    from tqdm.auto import tqdm
+    from compressor.distill.progress import progress_bar
 
     params = [p for p in params if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=schedule.lr, betas=schedule.betas)
@@ -66,7 +66,7 @@ def train(loss_fn: Callable[[object], tuple[Tensor, dict[str, float]]], params: 
                                                        eta_min=schedule.lr * schedule.final_lr_ratio)
     result, window, window_parts = TrainResult(), [], []
     start = time.perf_counter()
-    with tqdm(total=schedule.iterations, desc=desc, unit="it", leave=False, dynamic_ncols=True, disable=None) as bar:
+    with progress_bar(schedule.iterations, desc) as bar:  # tqdm on a terminal, else timed lines with an ETA
         for step in range(schedule.iterations):
             loss, parts = loss_fn(next(batches))
             optimizer.zero_grad(set_to_none=True)
@@ -79,7 +79,7 @@ def train(loss_fn: Callable[[object], tuple[Tensor, dict[str, float]]], params: 
                 on_step(step + 1)
             window.append(loss.item())
             window_parts.append(parts)
-            if len(window) == 50 or step + 1 == schedule.iterations:  # bar.n stays 0 when tqdm is off
+            if len(window) == 50 or step + 1 == schedule.iterations:
                 _close_window(result, window, window_parts)
                 bar.set_postfix(loss=f"{result.losses[-1]:.4f}")
             bar.update(1)

@@ -72,6 +72,7 @@ def main(argv=None):
             backend = open_backend(folder, manifest, args.threads)
             result = measure(backend, random_feed(manifest["inputs"], args.batch), batch=args.batch,
                              threads=args.threads, min_iterations=args.iterations, min_duration_s=args.seconds)
+            result = {**engine_identity(manifest), **result}
             lat = result["latency_ms"]
             print(json.dumps(result, indent=2) if args.json else
                   f"median {lat['median']:.3f} ms  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  "
@@ -90,6 +91,17 @@ def main(argv=None):
     if not (args.selftest or args.profile or args.input):
         parser.print_help()
     return status
+
+
+def engine_identity(manifest):
+    """What the profile measured, from the manifest: the bundle, its target and precision (and INT8 quantizer),
+    so `compress report RUN --device-profile` can name the engine as `compress profile --json` does."""
+    options = manifest.get("model", {}).get("options", {}) if isinstance(manifest.get("model"), dict) else {}
+    identity = {"bundle": manifest.get("name"), "target": manifest.get("target"),
+                "precision": manifest.get("precision")}
+    if manifest.get("precision") == "int8" and isinstance(options, dict) and options.get("quantizer"):
+        identity["quantizer"] = options["quantizer"]
+    return identity
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ def build_serialized(onnx_path: Path, plan: BuildPlan, timing_cache: Path, *, ca
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise BuildError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # per-layer precision and ONNX names (inspector)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_mb << 20)
     if hasattr(trt.BuilderFlag, "TF32") and plan.precision == "fp32" and not plan.strongly_typed:
         config.clear_flag(trt.BuilderFlag.TF32)  # FP32 means FP32, not TF32

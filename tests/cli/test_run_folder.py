@@ -79,7 +79,7 @@ def test_a_failed_or_interrupted_rerun_keeps_the_previous_run_and_a_smaller_reru
     first = cli("run", project / "two.yaml", "--out", run)
     assert first.code == 0, first.err
     names = sorted(p.name for p in run.iterdir())
-    assert names == ["bundle", "checkpoints", "engines", "notes.txt", "onnx", "report.json", "report.md"]
+    assert names == ["bundle", "checkpoints", "engines", "notes.txt", "onnx", "report.html", "report.json", "report.md"]
     for artifact in json.loads((run / "report.json").read_text())["artifacts"]:
         assert Path(artifact["path"]).is_file() and Path(artifact["path"]).parent == (run / "engines").resolve()
     for sidecar in run.rglob("*.artifact.json"):  # sidecars name files where they are, not in the staging folder
@@ -116,8 +116,8 @@ def test_a_failed_or_interrupted_rerun_keeps_the_previous_run_and_a_smaller_reru
     before = tree_state(tmp_path)
     again = cli("run", project / "one.yaml", "--out", run)
     assert again.code == 0, again.err
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "engines", "notes.txt", "onnx", "report.json",
-                                                    "report.md"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "engines", "notes.txt", "onnx", "report.html",
+                                                    "report.json", "report.md"]
     engines = {p.name for p in (run / "engines").iterdir() if not p.name.endswith(".artifact.json")}
     assert engines == _engines_listed(run) == {"student_onnxruntime_fp32.onnx", "teacher_onnxruntime_fp32.onnx",
                                                "baseline_onnxruntime_fp32.onnx"}

@@ -98,7 +98,7 @@ def test_target_options_come_from_the_entry_over_deploy_level_defaults(tmp_path)
     assert len(set(deploy.targets)) == 5  # choices stay hashable
     builtin = load_recipe("sr-dsclora").deploy
     assert [builtin.target_options(c).to_sidecar() for c in builtin.targets if c.target == "openvino"] == \
-        [{"static_shapes": True}] * 4
+        [{"static_shapes": True}] * 5  # fp32, fp16, bf16 (when: bf16), int8 Q/DQ, NNCF
 
 
 def test_unknown_recipe_and_task(tmp_path):

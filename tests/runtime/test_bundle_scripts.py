@@ -76,6 +76,8 @@ def test_engine_scripts_run_isolated_with_numpy_and_onnxruntime_only(engine_bund
                 "--batch", "3")
     result = json.loads(done.stdout)
     assert result["protocol"]["batch"] == 3 and result["protocol"]["runtime"] == "onnxruntime"
+    # the engine it measured, from the manifest: `compress report RUN --device-profile` names it by these
+    assert (result["target"], result["precision"]) == ("onnxruntime", "fp32")
     x = np.ones((5, 4), np.float32)
     np.savez(folder / "in.npz", x=x)
     done = _run(python, folder, "run.py", "--input", "in.npz", "--output", "out.npz")

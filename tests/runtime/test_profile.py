@@ -129,3 +129,81 @@ def test_profile_refuses_a_feed_too_big_to_allocate():
     runner = TorchRunner(torch.nn.Identity(), specs, ["out"])
     with pytest.raises(InputSpecError, match="would take 6.0 GiB"):
         profile_runner(runner, ProfileOptions(batch=16, warmup_s=0, min_iterations=1, min_duration_s=0))
+
+
+# ---------------------------------------------------------------- shapes timed: chosen, validated, recorded
+def _specs(*texts):
+    from compressor.core.tensor_spec import TensorSpec
+
+    return [TensorSpec.parse(text) for text in texts]
+
+
+def test_timed_specs_choose_dynamic_axes_and_share_symbols():
+    from compressor.targets.profile import parse_shapes, timed_specs
+
+    specs = _specs("image:Nx3xH=32xW=32", "mask:Nx1xHxW")
+    fixed, batch = timed_specs(specs, parse_shapes(["image=2x3x256x128"]))
+    assert batch == 2 and [s.shape for s in fixed] == [(2, 3, 256, 128), (2, 1, 256, 128)]
+    fixed, batch = timed_specs(specs, None, 3)  # no shape: the batch and the example sizes
+    assert batch == 3 and [s.shape for s in fixed] == [(3, 3, 32, 32), (3, 1, 32, 32)]
+    assert timed_specs(_specs("x:1x4"), None, None)[1] == 1  # a fixed batch is the batch
+
+
+@pytest.mark.parametrize("shapes, batch, needle", [
+    (["img=1x3x8x8"], None, "has no input 'img' (did you mean 'image'?)"),
+    (["image=1x3x8"], None, "input 'image' has rank 4 (Nx3xHxW)"),
+    (["image=1x4x8x8"], None, "axis 1 of input 'image' is fixed at 3"),
+    (["image=2x3x8x8"], 1, "--shape gives batch 2 (axis 0) but --batch is 1"),
+    (["image=1x3x8x8", "mask=1x1x9x8"], None, "H is 9 here but 8 in input 'image'"),
+    (["image=1x3x8x8", "image=1x3x8x8"], None, "gives input 'image' twice"),
+    (["image:1x3x8x8"], None, "is not NAME=SIZExSIZE"),
+    (["image=1x3x0x8"], None, "is not NAME=SIZExSIZE"),
+    (["image=1x3x99999999999x8"], None, "is not NAME=SIZExSIZE"),
+    (["image=1x3x65536x65536"], None, "one input is at most 4 GiB"),
+])
+def test_bad_shapes_are_one_line_errors(shapes, batch, needle):
+    from compressor.core.errors import InputSpecError
+    from compressor.targets.profile import parse_shapes, timed_specs
+
+    with pytest.raises(InputSpecError) as caught:
+        timed_specs(_specs("image:Nx3xH=32xW=32", "mask:Nx1xHxW"), parse_shapes(shapes), batch)
+    assert needle in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_symbol_without_example_needs_a_shape():
+    from compressor.core.errors import InputSpecError
+    from compressor.targets.profile import timed_specs
+
+    with pytest.raises(InputSpecError, match="choose one with --shape tokens="):
+        timed_specs(_specs("tokens:NxT:int64:0..10"), None, 1)
+    assert timed_specs(_specs("tokens:NxT:int64:0..10"), {"tokens": (1, 7)})[0][0].shape == (1, 7)
+
+
+def test_cli_profile_times_the_chosen_shape_and_records_the_protocol(cli, exported, tmp_path):
+    import json
+
+    artifact = exported["tiny_convnet"]
+    result = cli("profile", artifact.sidecar, "--json", "--shape", "image=2x3x48x40", "--duration", "0",
+                 "--iterations", "10", "--warmup", "0", "--threads", "1", "--windows", "2")
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    protocol = data["protocol"]
+    assert protocol["input_shapes"] == [{"name": "image", "shape": [2, 3, 48, 40], "dtype": "float32"}]
+    assert protocol["batch"] == 2 and protocol["threads"] == 1 and protocol["windows"] == 2
+    assert protocol["runtime"].startswith("onnx") and protocol["runtime_version"]  # ONNX Runtime's version
+    assert data["windows"]["iterations"] == [5, 5] and data["size"]["bytes"] == artifact.path.stat().st_size
+    assert "machine" in data and data["isolated"] is False
+    assert {"min", "median", "mean", "p90", "p95", "p99", "max", "std"} == set(data["latency_ms"])
+    for warning in data["warnings"]:  # every warning is also on stderr
+        assert f"warning: {warning}" in result.err
+    text = cli("profile", artifact.sidecar, "--duration", "0", "--iterations", "5", "--warmup", "0")
+    assert text.code == 0 and "timed image 1x3x32x32 float32" in text.out and "window medians" in text.out
+
+
+def test_cli_profile_refuses_a_bad_shape_in_one_line(cli, exported):
+    from tests.support import assert_one_line_error
+
+    artifact = exported["tiny_convnet"].sidecar
+    assert_one_line_error(cli("profile", artifact, "--shape", "image=1x4x32x32"), "axis 1 of input 'image' is fixed")
+    assert_one_line_error(cli("profile", artifact, "--shape", "nope=1x3x32x32"), "has no input 'nope'")
+    assert_one_line_error(cli("profile", artifact, "--shape", "image=2x3x32x32", "--batch", "3"), "--batch is 3")

@@ -143,7 +143,21 @@ def versions() -> dict[str, str]:
 
 def host() -> dict[str, Any]:
     """The machine the run measured on."""
-    return {"machine": platform.machine(), "processor": platform.processor(), "cpus": torch.get_num_threads()}
+    return {"machine": platform.machine(), "processor": processor_name(), "cpus": torch.get_num_threads()}
+
+
+def processor_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo`` "model name", else what ``platform`` knows; on Linux
+    ``platform.processor()`` is often empty)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def build_run_report(recipe: Recipe, context: RunContext, task, roles: Mapping[str, RoleModel],
@@ -160,4 +174,33 @@ def build_run_report(recipe: Recipe, context: RunContext, task, roles: Mapping[s
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), versions=versions(), host=host(), headline_metric=metric,
         models=models, engines=engines, summary=summarize(models, engines, reference, metric),
         precision_matrix=precision_matrix(engines, student.metric[metric], metric), wall_seconds=seconds,
-        details=task.report_details(evaluations) or {}, details_markdown=task.report_markdown(evaluations) or "")
+        details=task.report_details(evaluations) or {}, details_markdown=task.report_markdown(evaluations) or "",
+        **layer_fields(engines, recipe.deploy))
+
+
+def layer_fields(engines: Iterable[EngineReport], deploy) -> dict[str, Any]:
+    """``layers`` and ``layers_markdown`` of the run report: each student engine profiled layer by layer (ONNX
+    Runtime's profiler, OpenVINO's counters), its time attributed to PyTorch modules, and the precision each
+    layer executed in audited against what was asked (an INT8 engine's layers kept in float are expected
+    float). Nothing when no engine can be profiled per layer here (TensorRT runs where the engine runs)."""
+    import logging
+
+    from compressor.core.errors import CompressError
+    from compressor.distill.report.layers import layer_section, render_layer_section
+    from compressor.targets.layers.profile import LayerOptions, profile_layers
+
+    if deploy.layer_profile_runs == 0:
+        return {}
+    profiles = []
+    for e in engines:
+        if e.role != "student":
+            continue
+        try:
+            profiles.append(profile_layers(Artifact.load(e.path), LayerOptions(runs=deploy.layer_profile_runs,
+                                                                               threads=deploy.profile_threads)))
+        except CompressError as exc:  # e.g. TensorRT, profiled where the engine runs
+            logging.getLogger(__name__).warning("no per-layer profile of %s: %s", e.label, exc)
+    if not profiles:
+        return {}
+    section = layer_section(profiles, top=5)
+    return {"layers": section.to_dict(), "layers_markdown": "\n".join(render_layer_section(section))}

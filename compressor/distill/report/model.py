@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from compressor.distill.int8.record import Int8Record
+from compressor.distill.select import SelectionRecord
 
 if TYPE_CHECKING:  # reading a report back needs no training stack
     from compressor.distill.tasks.base import Evaluation
@@ -93,6 +94,16 @@ class EngineReport:
     evaluation: Evaluation | None = field(default=None, compare=False)  # the task's, for its report details
 
     @property
+    def quantizer(self) -> str | None:
+        """How an INT8 engine was quantized (``qdq``, ``nncf``, ``dynamic``); None for float engines."""
+        return self.int8.quantizer if self.int8 is not None else None
+
+    @property
+    def label(self) -> str:
+        """``target precision (quantizer)``: tells apart two INT8 engines on one target."""
+        return engine_label(self.target, self.precision, self.quantizer)
+
+    @property
     def protocol(self) -> dict[str, Any]:
         """How the latency was measured (warm-up, iterations, minimum duration, timer, host)."""
         return self.profile["protocol"]
@@ -105,6 +116,11 @@ class EngineReport:
         if self.int8 is not None:
             out["int8_gate"] = self.int8.to_dict()
         return out | {"protocol": self.protocol}
+
+
+def engine_label(target: str, precision: str, quantizer: str | None = None) -> str:
+    """An engine's name in the report: ``openvino int8 (nncf)``."""
+    return f"{target} {precision}" + (f" ({quantizer})" if quantizer else "")
 
 
 @dataclass(frozen=True)
@@ -204,6 +220,9 @@ class RunReport:
     details_markdown: str = ""
     bundle: str | None = None
     device_profiles: tuple[DeviceProfile, ...] = ()
+    selection: SelectionRecord | None = None  # the engine deploy.select chose (the bundle holds it) and why
+    layers: dict[str, Any] = field(default_factory=dict)  # per-layer time by module and the precision audit
+    layers_markdown: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``report.json`` structure (optional sections only when present)."""
@@ -221,4 +240,10 @@ class RunReport:
             out["bundle"] = self.bundle
         if self.device_profiles:
             out["device_profiles"] = [d.to_dict() for d in self.device_profiles]
+        if self.selection is not None:
+            out["selection"] = self.selection.to_dict()
+        if self.layers:
+            out["layers"] = self.layers
+        if self.layers_markdown:
+            out["layers_markdown"] = self.layers_markdown
         return out

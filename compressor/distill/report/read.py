@@ -19,6 +19,7 @@ from compressor.distill.report.model import (
     RunReport,
     Summary,
 )
+from compressor.distill.select import SelectionRecord
 
 
 class ReportError(CompressError):
@@ -72,7 +73,11 @@ def report_from_dict(data: dict[str, Any], source: str = "report.json") -> RunRe
         details_markdown=f.text(data, "details_markdown", "", optional=True, default=""),
         bundle=f.text(data, "bundle", "", optional=True),
         device_profiles=f.each(f.items(data, "device_profiles", "", optional=True), "device_profiles",
-                               lambda d, w: _device_profile(f, d, w)))
+                               lambda d, w: _device_profile(f, d, w)),
+        selection=(SelectionRecord.from_dict(data["selection"], f"{source}: selection")
+                   if "selection" in data else None),
+        layers=f.mapping(data, "layers", "", optional=True),
+        layers_markdown=f.text(data, "layers_markdown", "", optional=True, default=""))
 
 
 def merge_device_profile(report: RunReport, profile_path: Path, device: str | None = None) -> RunReport:
