@@ -69,6 +69,34 @@ def test_gate_layers_are_named_by_module(exported):
     assert named == (f"body.0 ({nodes[1]})", f"stem ({nodes[0]})", "gone")
 
 
+def test_the_precision_matrix_names_the_gates_float_layers_by_module(exported, tmp_path):
+    import dataclasses
+
+    import numpy as np
+    import onnx
+
+    from compressor.distill.report.build import precision_matrix
+    from compressor.distill.report.model import EngineReport, Latency, Parity
+    from compressor.distill.report.render import precision_matrix_table
+    from compressor.targets.quantize import Int8Options
+    from compressor.targets.table import load_target
+    from tests.distill.test_report import GATE_PASSED
+
+    first = next(n.name for n in onnx.load(str(exported.path)).graph.node if n.op_type == "Conv")
+    engine = load_target("onnxruntime").build(exported.path, precision="int8", out_dir=tmp_path, name="q",
+                                              calibration=[{"image": np.random.default_rng(i).random(
+                                                  (1, 3, 16, 16), dtype="float32")} for i in range(4)],
+                                              int8=Int8Options(exclude=(first,)))
+    record = dataclasses.replace(GATE_PASSED, kept_in_float=(first,))
+    latency = Latency(1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    report = EngineReport(role="student", target="onnxruntime", precision="int8", path=str(engine.path),
+                          size_bytes=1, parity=Parity(True, 0.0, "task data"), metric={"top1": 0.9},
+                          latency=latency, throughput_fps=1.0, cov=0.0, profile={}, profile_input=(), int8=record)
+    (row,) = precision_matrix([report], 0.9, "top1")
+    assert row.kept_in_float == (first,) and row.kept_in_float_modules == (f"stem ({first})",)
+    assert f"stem ({first})" in "\n".join(precision_matrix_table((row,), "top1"))
+
+
 def test_layers_command_prints_modules_and_json(exported, tmp_path):
     from compressor.cli.layers_cmd import layers
     from compressor.targets.table import load_target

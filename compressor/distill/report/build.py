@@ -103,9 +103,23 @@ def precision_matrix(engines: Iterable[EngineReport], fp32_value: float, metric:
             delta_vs_fp32=e.metric[metric] - fp32_value, parity_passed=e.parity.passed,
             parity_max_abs=e.parity.max_abs, latency_median_ms=e.latency.median, latency_p99_ms=e.latency.p99,
             size_bytes=e.size_bytes, kept_in_float=gate.kept_in_float if gate else (),
+            kept_in_float_modules=_float_layer_modules(e) if gate and gate.kept_in_float else (),
             quantizer=gate.quantizer if gate else None, float_layers=gate.float_layers if gate else None,
             gate_passed=gate.passed if gate else None, qat_iterations=gate.qat_iterations if gate else 0))
     return tuple(rows)
+
+
+def _float_layer_modules(engine: EngineReport) -> tuple[str, ...]:
+    """The layers the gate kept in float, by the PyTorch module the exporter recorded for each ONNX node (none
+    when the engine's files are not at hand: the report then names the ONNX nodes only)."""
+    from compressor.core.errors import CompressError
+    from compressor.distill.report.layers import float_layer_modules
+
+    try:
+        source = Artifact.load(engine.path).source
+    except CompressError:
+        return ()
+    return float_layer_modules(engine.int8.kept_in_float, [source])
 
 
 def summarize(models: tuple[ModelReport, ...], engines: tuple[EngineReport, ...], reference: TargetChoice,

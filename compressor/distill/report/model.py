@@ -142,15 +142,19 @@ class PrecisionRow:
     float_layers: str | None = None
     gate_passed: bool | None = None
     qat_iterations: int = 0
+    kept_in_float_modules: tuple[str, ...] = ()  # the same layers by PyTorch module path: "body.0 (node_conv2d_1)"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "precision": self.precision, self.metric: self.value,
+        out = {"target": self.target, "precision": self.precision, self.metric: self.value,
                 "delta_vs_fp32": self.delta_vs_fp32, "parity_passed": self.parity_passed,
                 "parity_max_abs": self.parity_max_abs, "latency_median_ms": self.latency_median_ms,
                 "latency_p99_ms": self.latency_p99_ms, "size_bytes": self.size_bytes,
                 "kept_in_float": list(self.kept_in_float), "quantizer": self.quantizer,
                 "float_layers": self.float_layers, "gate_passed": self.gate_passed,
                 "qat_iterations": self.qat_iterations}
+        if self.kept_in_float_modules:
+            out["kept_in_float_modules"] = list(self.kept_in_float_modules)
+        return out
 
 
 @dataclass(frozen=True)

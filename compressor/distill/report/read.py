@@ -222,6 +222,7 @@ def _precision_row(f: Fields, r: Any, where: str, metric: str) -> PrecisionRow:
                         latency_p99_ms=f.number(r, "latency_p99_ms", where, minimum=0),
                         size_bytes=f.number(r, "size_bytes", where, minimum=0),
                         kept_in_float=tuple(f.texts(r, "kept_in_float", where, optional=True)),
+                        kept_in_float_modules=tuple(f.texts(r, "kept_in_float_modules", where, optional=True)),
                         quantizer=f.text(r, "quantizer", where, optional=True),
                         float_layers=f.text(r, "float_layers", where, optional=True), gate_passed=gate_passed,
                         qat_iterations=f.number(r, "qat_iterations", where, optional=True, integer=True,

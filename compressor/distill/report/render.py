@@ -137,7 +137,7 @@ def precision_matrix_table(rows: tuple[PrecisionRow, ...], metric: str) -> list[
              "kept in float |",
              "|---|---|---:|---:|---|---:|---:|---:|---|"]
     for r in rows:
-        kept = cell(", ".join(r.kept_in_float)) or "-"
+        kept = cell(", ".join(r.kept_in_float_modules or r.kept_in_float)) or "-"
         if r.float_layers not in (None, "fp32") and r.kept_in_float:
             kept += f" (in {r.float_layers})"
         gate = "" if r.gate_passed is None else (" (gate passed)" if r.gate_passed else " (gate FAILED)")
