@@ -139,6 +139,8 @@ def _run_stages(recipe: Recipe, context: RunContext, task, staging: Path, final:
         how = f" ({gate.quantizer})" if gate else ""  # two INT8 engines on one target differ by quantizer
         stage(f"compare, evaluate and profile {role} on {artifact.target} {artifact.precision}{how}")
         measured.append(measure_engine(role, artifact, roles[role], task, recipe, int8=gate))
+        for warning in measured[-1].warnings:  # said here and kept in the report
+            context.stage(f"warning: {role} {measured[-1].label}: {warning}")
     report = build_run_report(recipe, context, task, roles, complexity, measured, time.perf_counter() - started)
     selection = select_for_run(report.engines, recipe.deploy, report.headline_metric, targets.skipped)
     context.stage(f"selected {selection.label}: {selection.reason}")

@@ -379,3 +379,21 @@ def test_an_empty_device_name_is_refused(report, tmp_path, cli):
     profile.write_text(json.dumps(DEVICE_PROFILE))
     assert_one_line_error(cli("report", tmp_path, "--device-profile", profile, "--device", " \n "),
                           "field device is empty")
+
+
+def test_latency_warnings_are_kept_shown_and_read_back(report, tmp_path):
+    noisy = dataclasses.replace(report.engines[0], profile={
+        **report.engines[0].profile, "warnings": ["CoV 131% > 10%: the latencies vary a lot"],
+        "windows": {"count": 5, "iterations": [3, 3, 3, 3, 3], "median_ms": [1.0, 1.1, 1.0, 5.0, 1.0],
+                    "spread": 4.0}})
+    noisy_report = dataclasses.replace(report, engines=(noisy, *report.engines[1:]))
+    data = noisy_report.to_dict()
+    assert data["artifacts"][0]["warnings"] == ["CoV 131% > 10%: the latencies vary a lot"]
+    assert "warnings" not in data["artifacts"][1]  # quiet engines carry none
+    markdown = render_markdown(noisy_report)
+    assert "**Latency warnings**" in markdown and "CoV 131% > 10%" in markdown
+    assert "**Latency warnings**" not in render_markdown(report)
+    write_report(noisy_report, tmp_path)
+    again = report_from_dict(read_report(tmp_path))
+    assert again.engines[0].warnings == noisy.warnings and again.to_dict() == data
+    assert 'id="warnings"' in (tmp_path / "report.html").read_text()

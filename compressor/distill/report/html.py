@@ -154,6 +154,12 @@ def task_section(report: RunReport) -> Section | None:
     return markdown_section("Task details", report.details_markdown, "task")
 
 
+def warnings_section(report: RunReport) -> Section | None:
+    """Engines whose latency may not be trusted, and why."""
+    lines = render.measurement_warnings(report.engines)
+    return markdown_section("Latency warnings", lines, "warnings") if lines else None
+
+
 def selection_section(report: RunReport) -> Section | None:
     """Which student engine the bundle holds, among which candidates, and why (deploy.select)."""
     if report.selection is None:
@@ -219,9 +225,9 @@ def _finite(value: Any) -> bool:
 
 SectionRenderer = Callable[[RunReport], "Section | None"]
 
-SECTIONS: tuple[SectionRenderer, ...] = (latency_section, pareto_section, training_section, engines_section,
-                                         precision_section, selection_section, layers_section, models_section,
-                                         devices_section, task_section)
+SECTIONS: tuple[SectionRenderer, ...] = (warnings_section, latency_section, pareto_section, training_section,
+                                         engines_section, precision_section, selection_section, layers_section,
+                                         models_section, devices_section, task_section)
 CLOSING_SECTIONS: tuple[SectionRenderer, ...] = (protocol_section,)
 
 

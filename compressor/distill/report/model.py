@@ -108,6 +108,11 @@ class EngineReport:
         """How the latency was measured (warm-up, iterations, minimum duration, timer, host)."""
         return self.profile["protocol"]
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Why this engine's latency may not be trusted (high CoV, windows apart, a busy machine)."""
+        return tuple(self.profile.get("warnings") or ())
+
     def to_dict(self) -> dict[str, Any]:
         out = {"role": self.role, "target": self.target, "precision": self.precision, "path": self.path,
                "size_bytes": self.size_bytes, "parity": self.parity.to_dict(), "metric": self.metric,
@@ -115,6 +120,10 @@ class EngineReport:
                "profile_input": list(self.profile_input)}
         if self.int8 is not None:
             out["int8_gate"] = self.int8.to_dict()
+        if self.profile.get("windows"):
+            out["windows"] = self.profile["windows"]
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return out | {"protocol": self.protocol}
 
 

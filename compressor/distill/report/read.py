@@ -182,7 +182,9 @@ def _engine(f: Fields, a: Any, where: str, metric: str) -> EngineReport:
         path=f.text(a, "path", where), size_bytes=f.number(a, "size_bytes", where, minimum=0),
         parity=Parity(passed=passed, max_abs=max_abs, inputs=inputs, details=parity),
         metric=_metric(f, a, where, metric), latency=_latency(f, a, where), throughput_fps=throughput, cov=cov,
-        profile={"latency_ms": latency, "throughput_fps": throughput, "cov": cov, "protocol": protocol},
+        profile={"latency_ms": latency, "throughput_fps": throughput, "cov": cov, "protocol": protocol,
+                 **({"windows": f.mapping(a, "windows", where)} if "windows" in a else {}),
+                 "warnings": f.texts(a, "warnings", where, optional=True)},
         profile_input=tuple(f.texts(a, "profile_input", where)),
         int8=_int8(f, a["int8_gate"], f"{where}.int8_gate") if "int8_gate" in a else None)
 

@@ -48,6 +48,7 @@ def render_markdown(report: RunReport) -> str:
              "## Verdict", "", " ".join(verdict_sentences(report)), ""]
     lines += models_table(report.models)
     lines += ["", *engines_table(report.engines, metric)]
+    lines += _blank_before(measurement_warnings(report.engines))
     lines += _blank_before(precision_matrix_table(report.precision_matrix, metric))
     if report.selection is not None:
         from compressor.distill.select import render_selection
@@ -60,6 +61,15 @@ def render_markdown(report: RunReport) -> str:
     if report.details_markdown:  # a task's own section (e.g. per-class detection scores)
         lines += ["", report.details_markdown.rstrip()]
     return "\n".join(lines) + "\n"
+
+
+def measurement_warnings(engines) -> list[str]:
+    """Engines whose latency may not be trusted, and why (the profiler's warnings), as a Markdown list."""
+    lines = [f"- {cell(e.role)} {cell(e.label)}: {cell(w)}" for e in engines for w in e.warnings]
+    if not lines:
+        return []
+    return ["**Latency warnings** (these numbers were measured under noise; rerun on a quiet machine, or with "
+            "`compress profile --isolate`):", "", *lines]
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
