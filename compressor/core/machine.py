@@ -6,6 +6,7 @@ snapshot before warm-up and one after timing and judges them (``compressor.runti
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -75,3 +76,13 @@ def cpu_frequencies_mhz(root: Path = CPUFREQ) -> list[float]:
         if khz > 0:
             freqs.append(khz / 1000.0)
     return freqs
+
+
+@functools.cache
+def cpu_flags(path: Path = PROC / "cpuinfo") -> frozenset[str]:
+    """The words of ``/proc/cpuinfo`` (its ``flags`` among them: ``avx512_vnni``, ``amx_bf16``...); empty when it
+    cannot be read. What the CPU reports decides precisions, never its name."""
+    try:
+        return frozenset(path.read_text(errors="replace").split())
+    except OSError:
+        return frozenset()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from compressor.core.errors import CompressError, did_you_mean
+from compressor.core.machine import cpu_flags
 
 if TYPE_CHECKING:
     from compressor.distill.recipe import DeployConfig, TargetChoice
@@ -47,19 +48,11 @@ def cpu_reports_bf16() -> bool:
     try:
         from compressor.targets.openvino.cpu import cpu_supports_bf16
     except ImportError:
-        return _cpuinfo_has(BF16_CPU_FLAGS)
+        return bool(set(BF16_CPU_FLAGS) & cpu_flags())
     try:
         return cpu_supports_bf16()
     except (ImportError, RuntimeError):
-        return _cpuinfo_has(BF16_CPU_FLAGS)
-
-
-def _cpuinfo_has(flags: Iterable[str]) -> bool:
-    try:
-        present = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return any(flag in present for flag in flags)
+        return bool(set(BF16_CPU_FLAGS) & cpu_flags())
 
 
 def machine_capabilities() -> frozenset[str]:

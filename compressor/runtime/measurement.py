@@ -142,11 +142,12 @@ def usable_cpus():
         return os.cpu_count() or 1
 
 
-def cpu_model():
-    """The CPU's model name from /proc/cpuinfo (x86 ``model name``, Arm ``Model``/``Hardware``), else ''."""
+def cpu_model(cpuinfo="/proc/cpuinfo"):
+    """The CPU's model name from ``cpuinfo`` (x86 ``model name``, Arm ``Model``/``Hardware``), else what
+    ``platform`` knows (often '' on Linux)."""
     found = {}
     try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
             key, sep, value = line.partition(":")
             if sep and value.strip():
                 found.setdefault(key.strip().lower(), value.strip())

@@ -1,8 +1,7 @@
 """What this CPU offers OpenVINO and NNCF: bf16 inference, VNNI int8 arithmetic."""
 from __future__ import annotations
 
-import functools
-from pathlib import Path
+from compressor.core.machine import cpu_flags
 
 
 def cpu_supports_bf16() -> bool:
@@ -12,11 +11,6 @@ def cpu_supports_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-@functools.cache
 def cpu_has_vnni() -> bool:
-    """True when this x86 CPU has VNNI (Linux ``/proc/cpuinfo`` flags); False when it cannot be told."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    """True when this x86 CPU has VNNI (``/proc/cpuinfo`` flags); False when it cannot be told."""
+    return bool({"avx512_vnni", "avx_vnni"} & cpu_flags())

@@ -161,17 +161,11 @@ def host() -> dict[str, Any]:
 
 
 def processor_name(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The CPU's model name (Linux's ``/proc/cpuinfo`` "model name", else what ``platform`` knows; on Linux
-    ``platform.processor()`` is often empty)."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
-                    return " ".join(value.split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name as the profiler records it (:func:`compressor.runtime.measurement.cpu_model`),
+    spaces collapsed; the machine type when nothing names the CPU."""
+    from compressor.runtime.measurement import cpu_model
+
+    return " ".join(cpu_model(cpuinfo).split()) or platform.machine()
 
 
 def build_run_report(recipe: Recipe, context: RunContext, task, roles: Mapping[str, RoleModel],
