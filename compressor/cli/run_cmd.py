@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import click
 
+from compressor.cli.launch import NPROC_MAX
 from compressor.cli.options import emit, json_option, threads_option
 from compressor.distill.budgets import BUDGET_HELP
+
+TRAIN_PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # compressor.distill.train_runtime.PRECISIONS, without torch
 
 
 @click.command()
@@ -27,10 +30,25 @@ from compressor.distill.budgets import BUDGET_HELP
               help="Write a commented starter recipe NAME.yaml for your own models, and stop.")
 @click.option("--budget", "budget_text", default=None, metavar="KEY=N,...",
               help=BUDGET_HELP + " Checked on the engine deploy.select chose (the one bundled).")
+@click.option("--nproc", type=click.IntRange(1, NPROC_MAX), default=1,
+              help="Train in N processes on this machine (torchrun, DistributedDataParallel; gloo on CPU, NCCL "
+                   "on GPUs). Several machines: start torchrun yourself (README).")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda|cuda:N|auto",
+              help="Where training runs (engines are built and measured on this machine's CPU as before).")
+@click.option("--train-precision", type=click.Choice(TRAIN_PRECISIONS), default="fp32", show_default=True,
+              help="bf16/fp16: mixed-precision autocast (bf16 on CPUs with bf16 units or GPUs; fp16 on GPUs); "
+                   "auto: bf16 where the hardware has it.")
+@click.option("--resume", is_flag=True, help="Continue trainings a killed run left checkpoints of (.cache/train).")
+@click.option("--fresh", is_flag=True, help="Reuse nothing from earlier runs in this folder: retrain, re-export, "
+                                            "rebuild.")
+@click.option("--checkpoint-every", type=click.IntRange(0, None), default=0, metavar="N",
+              help="Training checkpoint every N iterations (default 0: about twenty per training).")
 @threads_option
 @json_option
-def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, teacher_spec, student_spec, task_kind,
-        init_name, budget_text, threads, as_json) -> None:
+@click.pass_context
+def run(ctx, recipe, out_dir, quick, seed, data, teacher_weights, student_weights, teacher_spec, student_spec,
+        task_kind, init_name, budget_text, nproc, device, train_precision, resume, fresh, checkpoint_every, threads,
+        as_json) -> None:
     """Run RECIPE (default sr-dsclora; a built-in name from 'compress list recipes' or a .yaml path).
 
     Stages: teacher (train or load) -> student base (train or load) -> distil, and a baseline with the
@@ -41,6 +59,7 @@ def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, te
     'compress run --init NAME' for a recipe to edit ('compress run NAME.yaml').
     """
     import dataclasses
+    import os
     import sys
     from pathlib import Path
 
@@ -62,17 +81,35 @@ def run(recipe, out_dir, quick, seed, data, teacher_weights, student_weights, te
     loaded = _recipe(recipe, own, quick)
     if data is not None and not Path(data).exists():
         raise ConfigError(f"data not found: {data}")
+    if resume and fresh:
+        raise ConfigError("--resume and --fresh contradict each other: --resume continues, --fresh starts over")
+    from compressor.distill.train_runtime import resolve_device, resolve_precision
+
+    resolve_precision(train_precision, resolve_device(device))  # a device or precision this machine lacks: now
+    if nproc > 1:
+        from compressor.cli.launch import command_args, launch
+        from compressor.distill.distributed import launched_by_torchrun
+
+        if launched_by_torchrun():
+            raise ConfigError("--nproc: this process was already started by torchrun; drop --nproc")
+        sys.exit(launch(nproc, command_args(ctx)))
     if threads:
         import torch
 
         torch.set_num_threads(threads)
         loaded = dataclasses.replace(loaded, deploy=dataclasses.replace(loaded.deploy, profile_threads=threads))
-    folder = ensure_writable_dir(out_dir or Path("runs") / loaded.name)
+    folder = Path(out_dir or Path("runs") / loaded.name)
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun's other ranks train but write nothing
+        folder = ensure_writable_dir(folder)
     weights = {k: v for k, v in (("teacher", teacher_weights), ("student", student_weights)) if v}
     context = RunContext(out_dir=folder, seed=loaded.seed if seed is None else seed, quick=quick,
                          data=Path(data) if data else None, weights=weights,
-                         stage=lambda text: click.echo(text, err=as_json))
+                         stage=lambda text: click.echo(text, err=as_json), device=device,
+                         train_precision=train_precision, resume=resume, fresh=fresh,
+                         checkpoint_every=checkpoint_every)
     result = run_recipe(loaded, context)
+    if result is None:  # a torchrun worker other than rank 0: it trained; rank 0 writes and reports the run
+        return
     checked = check_run(budget, result.report, result.selection) if budget else None
     summary = result.report.summary.to_dict()
     data = result.report.to_dict() | ({"budget": checked.to_dict()} if checked else {})

@@ -24,6 +24,7 @@ from compressor.core.files import (
     write_json,
 )
 from compressor.core.interrupts import terminate_as_interrupt
+from compressor.distill.distributed import DistContext, context_from_env, process_group
 from compressor.distill.int8.record import Int8Record
 from compressor.distill.int8.stage import Int8Stage
 from compressor.distill.progress import StageLog
@@ -39,6 +40,8 @@ from compressor.distill.select import (
 )
 from compressor.distill.tasks import TASKS, RoleModel
 from compressor.distill.tasks.base import RunContext
+from compressor.distill.train_runtime import TrainingRuntime, resolve_device, resolve_precision, training_runtime
+from compressor.distill.training_inputs import training_key
 from compressor.targets.base import SIDECAR_SUFFIX, Artifact
 from compressor.targets.onnx import ExportOptions, export_onnx
 from compressor.targets.table import load_target
@@ -51,6 +54,7 @@ log = logging.getLogger(__name__)
 RUN_ENTRIES = ("checkpoints", "onnx", "engines", "bundle")
 REPORT_FILES = ("report.json", "report.md", "report.html")
 STAGING_PREFIX = ".run-"
+TRAIN_STATE_DIR = Path(".cache") / "train"  # training checkpoints: resumable, and reused by unchanged reruns
 SELECTION_FILE = "selection.json"  # in the bundle: which engine it holds and why (deploy.select)
 
 
@@ -64,21 +68,31 @@ class RunResult:
     selection: SelectionRecord | None = None
 
 
-def run_recipe(recipe: Recipe, context: RunContext) -> RunResult:
-    """Run every stage of ``recipe`` into ``context.out_dir`` and return the report.
+def run_recipe(recipe: Recipe, context: RunContext) -> RunResult | None:
+    """Run every stage of ``recipe`` into ``context.out_dir`` and return the report (None on a torchrun worker
+    other than rank 0: it trains with the others, and rank 0 alone writes the run).
 
     The run is written into a fresh staging folder inside the run folder (``.run-XXXX.tmp``, its temporary files
     too) and replaces the previous run's checkpoints, ONNX files, engines, bundle and report only when every
     stage succeeded. A run that fails or is interrupted (Ctrl-C, SIGTERM) leaves the previous run as it was and
     no staging folder behind; until the new run is published the previous one stays readable in place."""
     started = time.perf_counter()
+    dist = context_from_env(context.device)
+    if not dist.is_main:
+        context = dataclasses.replace(context, stage=lambda text: None)
     task = TASKS.get(recipe.task)(recipe.settings, context)
     task.check_inputs()
     check_targets(recipe)
+    runtime = _training_runtime(recipe, context, dist)
+    if not dist.is_main:
+        with process_group(dist), training_runtime(runtime):
+            task.train()
+        return None
     out_dir = ensure_writable_dir(context.out_dir)
     with terminate_as_interrupt(), staging_dir(out_dir, STAGING_PREFIX) as staging, \
             errors_named_at(staging, out_dir), temp_files_in(staging / ".scratch"):
-        report, bundle, selection = _run_stages(recipe, context, task, staging, out_dir.resolve(), started)
+        report, bundle, selection = _run_stages(recipe, context, task, staging, out_dir.resolve(), started,
+                                                runtime)
         relocate_sidecars(staging, staging.resolve(), out_dir.resolve())
         publish_entries(staging, out_dir, RUN_ENTRIES, last=REPORT_FILES)
     return RunResult(context.out_dir, report, bundle, selection)
@@ -101,14 +115,37 @@ def check_targets(recipe: Recipe) -> None:
         target.read_options(recipe.deploy.target_options(choice), choice.precision)
 
 
+def _training_runtime(recipe: Recipe, context: RunContext, dist: DistContext) -> TrainingRuntime:
+    """How this run trains: the device and precision asked for (checked against the hardware), the process
+    group torchrun set up, and where checkpoints go (``.cache/train`` in the run folder)."""
+    device = resolve_device(context.device, dist.local_rank)
+    return TrainingRuntime(device=device, precision=resolve_precision(context.train_precision, device), dist=dist,
+                           state_dir=Path(context.out_dir) / TRAIN_STATE_DIR, run_key=training_key(recipe, context),
+                           resume=context.resume, reuse=not context.fresh, checkpoint_every=context.checkpoint_every)
+
+
+def _train(task, runtime: TrainingRuntime, say: Callable[[str], None]) -> dict[str, RoleModel]:
+    """The task's training under ``runtime`` (every rank together), saying what was reused or resumed."""
+    with process_group(runtime.dist), training_runtime(runtime):
+        roles = task.train()
+    reused = [role for role, rm in roles.items() if rm.training.get("reused")]
+    if reused:
+        say(f"reused finished training of {', '.join(reused)} (same recipe, data, seed and starting weights; "
+            f"--fresh retrains)")
+    for role, rm in roles.items():
+        if rm.training.get("resumed_at") is not None:
+            say(f"{role}: resumed at iteration {rm.training['resumed_at']} of {rm.training['iterations']}")
+    return roles
+
+
 def _run_stages(recipe: Recipe, context: RunContext, task, staging: Path, final: Path,
-                started: float) -> tuple[RunReport, Path | None, SelectionRecord]:
+                started: float, runtime: TrainingRuntime) -> tuple[RunReport, Path | None, SelectionRecord]:
     """Every stage into ``staging``; the report's paths name where the files will be once published to
     ``final``. The bundle holds the engine ``deploy.select`` chose (and its ``selection.json``)."""
     stage = StageLog(context.stage)
     stage("train teacher, student (with KD) and baseline (without KD)")
     torch.manual_seed(context.seed)
-    roles = task.train()
+    roles = _train(task, runtime, context.stage)
     _save_checkpoints(roles, staging / "checkpoints")
     complexity = {role: task.complexity(rm.model) for role, rm in roles.items()}
     stage("export to ONNX (dynamic axes verified at batch 1, 2, 3)")

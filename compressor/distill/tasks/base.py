@@ -44,6 +44,11 @@ class RunContext:
     data: Path | None = None
     weights: Mapping[str, str] = field(default_factory=dict)  # role -> checkpoint
     stage: Callable[[str], None] = print
+    device: str = "cpu"  # training device: cpu, cuda, cuda:N, auto
+    train_precision: str = "fp32"  # fp32, bf16, fp16 (autocast), auto
+    resume: bool = False  # continue killed trainings from their checkpoints
+    fresh: bool = False  # reuse nothing from earlier runs
+    checkpoint_every: int = 0  # iterations between training checkpoints (0: about twenty per training)
 
 
 @dataclass(frozen=True)
@@ -164,5 +169,10 @@ class Task(abc.ABC):
 
 def training_summary(result: TrainResult, **extra: Any) -> dict[str, Any]:
     """A role's training for the report: iterations, seconds, final loss, the loss curve, then ``extra``."""
+    how = {"setup": result.setup} if result.setup else {}
+    if result.reused:
+        how["reused"] = True
+    if result.resumed_at is not None:
+        how["resumed_at"] = result.resumed_at
     return {"iterations": result.iterations, "seconds": round(result.seconds, 2), "final_loss": result.final_loss,
-            "loss_curve": [round(v, 5) for v in result.losses], **extra}
+            "loss_curve": [round(v, 5) for v in result.losses], **how, **extra}

@@ -339,7 +339,8 @@ class GenericTask(Task):
             objective.fit_statistics(self._labelled_chunks(self.data().train))
             first = self._batches(self.data().train, stage.batch, seed)
             objective.prepare(*next(first))
-            result = train(lambda batch: objective(*batch), objective.trainable(), batches, schedule, desc=role)
+            result = train(lambda batch: objective(*batch), objective.trainable(), batches, schedule, desc=role,
+                           state=[objective])
         return result
 
     def _labelled_chunks(self, split: ArraySet) -> Iterator[tuple]:

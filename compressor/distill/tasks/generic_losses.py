@@ -181,6 +181,13 @@ class Objective(nn.Module):
         self.step += 1
         return total, parts
 
+    def get_extra_state(self) -> dict[str, int]:
+        """The step counter (schedules such as TAID's follow it), kept in ``state_dict`` for exact resume."""
+        return {"step": self.step}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.step = int(state["step"])
+
     def trainable(self) -> list[nn.Parameter]:
         """The student's parameters and the terms' own (adapters); never the teacher's."""
         return [*self.student.parameters(), *self.terms.parameters()]

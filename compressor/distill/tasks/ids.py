@@ -5,11 +5,10 @@ without KD as the baseline. The headline metric is the fuzzy class's F1: DoS and
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -239,30 +238,23 @@ class CanIntrusionTask(Task):
 
     def _fit(self, distiller: LogitKDistiller, model, stage: IdsTrain, seed: int, targets, role: str):
         """Train; with ``select_every``, keep the weights that score best on the validation windows."""
-        best: dict[str, Any] = {"score": -1.0, "iteration": None, "state": None}
-
-        def validate(iteration: int) -> None:
-            if not stage.select_every or (iteration % stage.select_every and iteration != stage.iterations):
-                return
-            score = self._selection_score(model)
-            model.train()
-            if score >= best["score"]:  # ties: keep the later, longer-trained weights
-                best.update(score=score, iteration=iteration, state=copy.deepcopy(model.state_dict()))
-
+        best = _BestWeights(model, stage, self._selection_score)
         batches = self._batches(self.windows()["train"], stage, seed, targets)
         schedule = TrainSchedule(iterations=stage.iterations, lr=stage.lr, grad_clip=stage.grad_clip)
         with _torch_threads(stage.threads):
             result = train(lambda batch: distiller(*batch), distiller.parameters(), batches, schedule, desc=role,
-                           on_step=validate)
-        if best["state"] is not None:
-            model.load_state_dict(best["state"])
-        return result, {"iteration": best["iteration"], "val_score": best["score"]} if best["state"] else None
+                           on_step=best, state=[distiller])
+        if best.state is not None:
+            model.load_state_dict(best.state)
+        return result, {"iteration": best.iteration, "val_score": best.score} if best.state else None
 
     @torch.inference_mode()
     def _selection_score(self, model) -> float:
         model.eval()
         val = self.windows()["val"]
-        logits = np.concatenate([model(torch.from_numpy(t)).numpy() for t in self._chunks(val)])
+        device = next(model.parameters()).device  # the training's device (a GPU with --device cuda)
+        logits = np.concatenate([model(torch.from_numpy(t).to(device)).float().cpu().numpy()
+                                 for t in self._chunks(val)])
         report = ids_report(val.labels, logits.argmax(axis=1), CLASSES)
         fuzzy = report["classes"]["fuzzy"]["f1"]
         return float(fuzzy if fuzzy == fuzzy else report["macro_f1"])
@@ -370,3 +362,29 @@ def _summary(result, chosen) -> dict:
 
 
 TASKS.register("can-intrusion")(CanIntrusionTask)
+
+
+class _BestWeights:
+    """``on_step`` for training with ``select_every``: validates every so often and keeps the best-scoring
+    weights (ties: the later, longer-trained ones). Checkpointed with the training, so a resumed run keeps the
+    best weights seen before it was killed."""
+
+    def __init__(self, model, stage: IdsTrain, score: Callable[[Any], float]) -> None:
+        self.model, self.stage, self._score = model, stage, score
+        self.score, self.iteration, self.state = -1.0, None, None
+
+    def __call__(self, iteration: int) -> None:
+        every = self.stage.select_every
+        if not every or (iteration % every and iteration != self.stage.iterations):
+            return
+        score = self._score(self.model)
+        self.model.train()
+        if score >= self.score:
+            self.score, self.iteration = score, iteration
+            self.state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"score": self.score, "iteration": self.iteration, "state": self.state}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.score, self.iteration, self.state = saved["score"], saved["iteration"], saved["state"]

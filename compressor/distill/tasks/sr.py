@@ -178,7 +178,7 @@ class SuperResolutionTask(Task):
             return loss, {"rec": loss.item()}
 
         result = train(step, model.parameters(), self._batches(spec.train, self.context.seed),
-                       _schedule(spec.train), desc=role)
+                       _schedule(spec.train), desc=role, state=[model])
         if spec.train.reparam:
             model.fuse()
         return RoleModel(model.eval(), ["sr"], origin=f"trained {spec.train.iterations} it",
@@ -207,7 +207,8 @@ class SuperResolutionTask(Task):
         distiller = FeatureAffinityDistiller(model.train(), teacher.model, pairs, weights,
                                              SpatialAffinityLoss(max_positions=d.max_positions))
         result = train(lambda batch: distiller(*batch), model.parameters(),
-                       self._batches(d.train, self.context.seed + 1), _schedule(d.train), desc=role)
+                       self._batches(d.train, self.context.seed + 1), _schedule(d.train), desc=role,
+                       state=[distiller])
         merged = merge_conv_lora(model).eval()
         return RoleModel(merged, ["sr"], origin=f"{base.origin} + ConvLoRA {d.train.iterations} it"
                          + (" with KD" if kd else " without KD"),

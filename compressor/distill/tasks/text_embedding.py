@@ -207,7 +207,7 @@ class TextEmbeddingTask(Task):
         if stage.threads:
             torch.set_num_threads(stage.threads)
         try:
-            result = train(step, model.parameters(), batches, schedule, desc=role)
+            result = train(step, model.parameters(), batches, schedule, desc=role, state=[model])
         finally:
             torch.set_num_threads(before)
         model.word_embeddings.weight.requires_grad_(True)

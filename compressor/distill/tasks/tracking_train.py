@@ -109,7 +109,8 @@ def train_tracker(model: nn.Module, objective: TrackerObjective, batches: Iterat
     retain_freed_memory()
     seed_everything(seed)
     model.train()
-    return train(lambda b: objective(model, *b), model.parameters(), batches, schedule, desc=desc)
+    return train(lambda b: objective(model, *b), model.parameters(), batches, schedule, desc=desc,
+                 state=[model, objective])
 
 
 def distil_tracker(student: nn.Module, teacher: nn.Module, objective: TrackerObjective, batches: Iterator,
@@ -118,7 +119,8 @@ def distil_tracker(student: nn.Module, teacher: nn.Module, objective: TrackerObj
     retain_freed_memory()
     seed_everything(seed)
     distiller = AFKDDistiller(student.train(), teacher, objective, pairs, AFKDLoss(weights))
-    return train(lambda b: distiller(*b), student.parameters(), batches, schedule, desc=desc)
+    return train(lambda b: distiller(*b), student.parameters(), batches, schedule, desc=desc,
+                 state=[distiller, objective])
 
 
 def init_from_teacher(student: nn.Module, teacher: nn.Module) -> list[str]:

@@ -1,0 +1,74 @@
+"""What a run's training depends on, as one key: the recipe without its ``deploy`` section, the seed, ``--quick``,
+the data and weight files (by path, size and modification time, as ``make`` judges them), every file a recipe
+setting names (your model's Python file), and the versions of this toolchain and of torch. A training whose key
+and starting weights match a finished one is reused; change any of these and it runs again."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from compressor.core.version import __version__
+from compressor.distill.recipe import Recipe
+from compressor.distill.tasks.base import RunContext
+from compressor.distill.train_state import fingerprint
+
+MAX_FILES = 20_000  # a data folder larger than this is fingerprinted by its first files in sorted order
+
+
+def training_key(recipe: Recipe, context: RunContext) -> str:
+    """The fingerprint of everything ``recipe``'s training reads, apart from the models' starting weights."""
+    settings = _plain(recipe.settings)
+    paths = sorted({*_named_paths(settings), *(str(p) for p in (context.data, *context.weights.values()) if p)})
+    return fingerprint({"task": recipe.task, "settings": settings, "seed": context.seed, "quick": context.quick,
+                        "weights": dict(context.weights), "files": {p: _stat_fingerprint(p) for p in paths},
+                        "versions": {"edge-compress": __version__, "torch": torch.__version__}})
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def _named_paths(value: Any) -> Iterator[str]:
+    """Strings in the settings that name an existing file or folder (a ``MODEL_SPEC``'s file before its ``:``)."""
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _named_paths(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _named_paths(v)
+    elif isinstance(value, str) and value and len(value) < 4096:
+        for candidate in {value, value.rsplit(":", 1)[0]}:
+            try:
+                if candidate and os.path.exists(candidate):
+                    yield str(Path(candidate).resolve())
+            except (OSError, ValueError):
+                continue
+
+
+def _stat_fingerprint(path: str) -> list:
+    root = Path(path)
+    try:
+        if root.is_file():
+            info = root.stat()
+            return [info.st_size, info.st_mtime_ns]
+        entries = []
+        for count, file in enumerate(sorted(p for p in root.rglob("*") if p.is_file())):
+            if count >= MAX_FILES:
+                break
+            info = file.stat()
+            entries.append([str(file.relative_to(root)), info.st_size, info.st_mtime_ns])
+        return entries
+    except OSError:
+        return ["unreadable"]
