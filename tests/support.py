@@ -27,11 +27,13 @@ def assert_one_line_error(result: CliResult, *needles: str) -> None:
         assert needle in lines[0], lines[0]
 
 
-def tree_state(root: Path) -> dict[str, tuple[int, int, int]]:
-    """Every file under ``root`` (relative path -> size, mtime_ns, mode), to show later that nothing changed."""
+def tree_state(root: Path, *, ignore: tuple[str, ...] = ()) -> dict[str, tuple[int, int, int]]:
+    """Every file under ``root`` (relative path -> size, mtime_ns, mode), to show later that nothing changed;
+    files under a folder named in ``ignore`` (e.g. a run's ``.cache``: resumable state) are left out."""
     root = Path(root)
     return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_mode)
-            for p in sorted(root.rglob("*")) if p.is_file() or p.is_symlink()}
+            for p in sorted(root.rglob("*")) if (p.is_file() or p.is_symlink())
+            and not set(ignore) & set(p.relative_to(root).parts[:-1])}
 
 
 def assert_untouched_outside(root: Path, before: dict, out_dir: Path | None = None) -> None:

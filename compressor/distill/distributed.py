@@ -16,7 +16,7 @@ import contextlib
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -171,3 +171,24 @@ def average_buffers(modules: Sequence[torch.nn.Module], context: DistContext) ->
             if buffer.is_floating_point():
                 dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
                 buffer.div_(context.world_size)
+
+
+def map_sharded(fn: Callable[[Any], Any], chunks: Iterable[Any], context: DistContext | None = None) -> list[Any]:
+    """``[fn(chunk) for chunk in chunks]``, the work shared across the run's processes: rank ``r`` computes the
+    chunks ``i`` with ``i % world == r`` and every rank gets all the results back, in the chunks' order (a teacher's
+    outputs over the whole training set, computed once before training). Each chunk's result is what one process
+    computes for it, so the list is the same for any number of processes. ``context`` defaults to the running
+    training's (:func:`~compressor.distill.train_runtime.current_runtime`); one process maps them all itself.
+
+    >>> logits = np.concatenate(map_sharded(lambda x: teacher(torch.from_numpy(x)).numpy(), batches))
+    """
+    if context is None:
+        from compressor.distill.train_runtime import current_runtime
+
+        context = current_runtime().dist
+    items = list(chunks)
+    if not context.active:
+        return [fn(item) for item in items]
+    mine = [fn(item) for item in items[context.rank::context.world_size]]
+    shares = gather_objects(mine, context)
+    return [shares[i % context.world_size][i // context.world_size] for i in range(len(items))]

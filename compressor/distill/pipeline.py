@@ -38,10 +38,24 @@ from compressor.distill.select import (
     plan_targets,
     select_for_run,
 )
+from compressor.distill.stage_cache import (
+    CACHE_DIR,
+    Reuse,
+    StageCache,
+    files_digest,
+    model_identity,
+    package_versions,
+    plain,
+)
 from compressor.distill.tasks import TASKS, RoleModel
 from compressor.distill.tasks.base import RunContext
-from compressor.distill.train_runtime import TrainingRuntime, resolve_device, resolve_precision, training_runtime
-from compressor.distill.training_inputs import training_key
+from compressor.distill.train_runtime import (
+    TrainingRuntime,
+    resolve_device,
+    resolve_precision,
+    training_runtime,
+)
+from compressor.distill.training_inputs import STUDENT_SECTIONS, training_key
 from compressor.targets.base import SIDECAR_SUFFIX, Artifact
 from compressor.targets.onnx import ExportOptions, export_onnx
 from compressor.targets.table import load_target
@@ -54,7 +68,7 @@ log = logging.getLogger(__name__)
 RUN_ENTRIES = ("checkpoints", "onnx", "engines", "bundle")
 REPORT_FILES = ("report.json", "report.md", "report.html")
 STAGING_PREFIX = ".run-"
-TRAIN_STATE_DIR = Path(".cache") / "train"  # training checkpoints: resumable, and reused by unchanged reruns
+TRAIN_STATE_DIR = Path(CACHE_DIR) / "train"  # training checkpoints: resumable, and reused by unchanged reruns
 SELECTION_FILE = "selection.json"  # in the bundle: which engine it holds and why (deploy.select)
 
 
@@ -75,7 +89,11 @@ def run_recipe(recipe: Recipe, context: RunContext) -> RunResult | None:
     The run is written into a fresh staging folder inside the run folder (``.run-XXXX.tmp``, its temporary files
     too) and replaces the previous run's checkpoints, ONNX files, engines, bundle and report only when every
     stage succeeded. A run that fails or is interrupted (Ctrl-C, SIGTERM) leaves the previous run as it was and
-    no staging folder behind; until the new run is published the previous one stays readable in place."""
+    no staging folder behind; until the new run is published the previous one stays readable in place.
+
+    Stages whose inputs are unchanged since an earlier run into the same folder are taken from its cache
+    (``.cache``: trainings, exports, engines, INT8 builds; ``context.fresh`` reuses nothing); after a
+    successful run the cache keeps only what this run used."""
     started = time.perf_counter()
     dist = context_from_env(context.device)
     if not dist.is_main:
@@ -84,6 +102,7 @@ def run_recipe(recipe: Recipe, context: RunContext) -> RunResult | None:
     task.check_inputs()
     check_targets(recipe)
     runtime = _training_runtime(recipe, context, dist)
+    torch.manual_seed(context.seed)  # every rank draws the same global batches
     if not dist.is_main:
         with process_group(dist), training_runtime(runtime):
             task.train()
@@ -91,10 +110,15 @@ def run_recipe(recipe: Recipe, context: RunContext) -> RunResult | None:
     out_dir = ensure_writable_dir(context.out_dir)
     with terminate_as_interrupt(), staging_dir(out_dir, STAGING_PREFIX) as staging, \
             errors_named_at(staging, out_dir), temp_files_in(staging / ".scratch"):
-        report, bundle, selection = _run_stages(recipe, context, task, staging, out_dir.resolve(), started,
-                                                runtime)
+        cache = StageCache(out_dir / CACHE_DIR, staging, enabled=not context.fresh)
+        report, bundle, selection, trainings = _run_stages(recipe, context, task, staging, out_dir.resolve(),
+                                                           started, runtime, cache)
         relocate_sidecars(staging, staging.resolve(), out_dir.resolve())
         publish_entries(staging, out_dir, RUN_ENTRIES, last=REPORT_FILES)
+        try:
+            cache.prune(trainings)
+        except OSError as exc:  # the run is published; a cache that could not be trimmed is only larger
+            log.warning("could not prune %s: %s", out_dir / CACHE_DIR, exc)
     return RunResult(context.out_dir, report, bundle, selection)
 
 
@@ -121,11 +145,13 @@ def _training_runtime(recipe: Recipe, context: RunContext, dist: DistContext) ->
     device = resolve_device(context.device, dist.local_rank)
     return TrainingRuntime(device=device, precision=resolve_precision(context.train_precision, device), dist=dist,
                            state_dir=Path(context.out_dir) / TRAIN_STATE_DIR, run_key=training_key(recipe, context),
+                           role_keys={"teacher": training_key(recipe, context, without=STUDENT_SECTIONS)},
                            resume=context.resume, reuse=not context.fresh, checkpoint_every=context.checkpoint_every)
 
 
-def _train(task, runtime: TrainingRuntime, say: Callable[[str], None]) -> dict[str, RoleModel]:
-    """The task's training under ``runtime`` (every rank together), saying what was reused or resumed."""
+def _train(task, runtime: TrainingRuntime, say: Callable[[str], None]) -> tuple[dict[str, RoleModel], set[str]]:
+    """The task's training under ``runtime`` (every rank together), saying what was reused or resumed; with
+    the names of the checkpoint files in ``runtime.state_dir`` it read or wrote."""
     with process_group(runtime.dist), training_runtime(runtime):
         roles = task.train()
     reused = [role for role, rm in roles.items() if rm.training.get("reused")]
@@ -135,22 +161,32 @@ def _train(task, runtime: TrainingRuntime, say: Callable[[str], None]) -> dict[s
     for role, rm in roles.items():
         if rm.training.get("resumed_at") is not None:
             say(f"{role}: resumed at iteration {rm.training['resumed_at']} of {rm.training['iterations']}")
-    return roles
+    if runtime.resume:
+        fresh = [role for role, rm in roles.items() if rm.training and not rm.training.get("reused")
+                 and rm.training.get("resumed_at") is None]
+        if fresh:
+            say(f"--resume: no checkpoint of a killed run for {', '.join(fresh)}; trained from the start")
+    return roles, set(runtime.checkpoints_used)
 
 
-def _run_stages(recipe: Recipe, context: RunContext, task, staging: Path, final: Path,
-                started: float, runtime: TrainingRuntime) -> tuple[RunReport, Path | None, SelectionRecord]:
+def _run_stages(recipe: Recipe, context: RunContext, task, staging: Path, final: Path, started: float,
+                runtime: TrainingRuntime, cache: StageCache) -> tuple[RunReport, Path | None, SelectionRecord,
+                                                                      set[str]]:
     """Every stage into ``staging``; the report's paths name where the files will be once published to
-    ``final``. The bundle holds the engine ``deploy.select`` chose (and its ``selection.json``)."""
+    ``final``. The bundle holds the engine ``deploy.select`` chose (and its ``selection.json``). Exports and
+    builds come from ``cache`` when their inputs are unchanged. Also returns the training checkpoints used."""
     stage = StageLog(context.stage)
     stage("train teacher, student (with KD) and baseline (without KD)")
-    torch.manual_seed(context.seed)
-    roles = _train(task, runtime, context.stage)
+    roles, trainings = _train(task, runtime, context.stage)
     _save_checkpoints(roles, staging / "checkpoints")
     complexity = {role: task.complexity(rm.model) for role, rm in roles.items()}
     stage("export to ONNX (dynamic axes verified at batch 1, 2, 3)")
-    onnx = {role: _export(task, rm, staging / "onnx" / f"{role}.onnx", recipe.name)
-            for role, rm in roles.items()}
+    reused: dict[str, Reuse] = {}  # by artifact path (in staging)
+    onnx = {}
+    for role, rm in roles.items():
+        onnx[role] = _export(task, rm, staging / "onnx" / f"{role}.onnx", recipe.name, cache, reused)
+        if str(onnx[role].path) in reused:
+            context.stage(f"reused export {onnx[role].path.name} (same weights and specs)")
     stage("build engines")
     targets = plan_targets(recipe.deploy)
     for line in targets.skipped:
@@ -159,7 +195,7 @@ def _run_stages(recipe: Recipe, context: RunContext, task, staging: Path, final:
     plan += [(role, recipe.deploy.reference_target) for role in ("teacher", "baseline")]
     engines = staging / "engines"
     int8 = Int8Stage(task, recipe.deploy, onnx_dir=staging / "onnx", engine_dir=engines,
-                     seed=context.seed, announce=stage, source=recipe.name)
+                     seed=context.seed, announce=stage, source=recipe.name, cache=cache, run_key=runtime.run_key)
     gates: dict[str, Int8Record] = {}
     artifacts = []
     for role, choice in plan:
@@ -167,8 +203,14 @@ def _run_stages(recipe: Recipe, context: RunContext, task, staging: Path, final:
             built = int8.build(role, onnx[role], roles[role], choice)
             artifact = built.artifact
             gates[str(artifact.path)] = built.record
+            if built.reused is not None:
+                reused[str(artifact.path)] = built.reused
+                context.stage(f"reused engine {artifact.path.stem} (same ONNX, options, calibration data; its "
+                              f"accuracy gate was measured by the run of {built.reused.built_by_run})")
         else:
-            artifact = _build(onnx[role], choice, engines, role, recipe.deploy)
+            artifact = _build(onnx[role], choice, engines, role, recipe.deploy, cache, reused)
+            if str(artifact.path) in reused:
+                context.stage(f"reused engine {artifact.path.stem} (same ONNX, options and runtime version)")
         artifacts.append((role, artifact))
     measured = []
     for role, artifact in artifacts:
@@ -176,9 +218,13 @@ def _run_stages(recipe: Recipe, context: RunContext, task, staging: Path, final:
         how = f" ({gate.quantizer})" if gate else ""  # two INT8 engines on one target differ by quantizer
         stage(f"compare, evaluate and profile {role} on {artifact.target} {artifact.precision}{how}")
         measured.append(measure_engine(role, artifact, roles[role], task, recipe, int8=gate))
+        if str(artifact.path) in reused:  # built by an earlier run; measured here
+            measured[-1] = dataclasses.replace(measured[-1], reused=reused[str(artifact.path)].to_dict())
         for warning in measured[-1].warnings:  # said here and kept in the report
             context.stage(f"warning: {role} {measured[-1].label}: {warning}")
     report = build_run_report(recipe, context, task, roles, complexity, measured, time.perf_counter() - started)
+    report = dataclasses.replace(report, reused_exports={onnx[role].path.name: reused[str(onnx[role].path)].to_dict()
+                                                         for role in roles if str(onnx[role].path) in reused})
     selection = select_for_run(report.engines, recipe.deploy, report.headline_metric, targets.skipped)
     context.stage(f"selected {selection.label}: {selection.reason}")
     bundle = None
@@ -202,7 +248,7 @@ def _run_stages(recipe: Recipe, context: RunContext, task, staging: Path, final:
                                  bundle=str(moved(bundle)) if bundle else None)
     report = dataclasses.replace(report, selection=selection)
     write_report(report, staging)
-    return report, moved(bundle) if bundle else None, selection
+    return report, moved(bundle) if bundle else None, selection, trainings
 
 
 def _published_path(staging: Path, final: Path) -> Callable[[str | Path], Path]:
@@ -246,15 +292,42 @@ def _save_checkpoints(roles: dict[str, RoleModel], folder: Path) -> None:
             tmp.write_bytes(buffer.getbuffer())
 
 
-def _export(task, rm: RoleModel, path: Path, recipe_name: str) -> Artifact:
+def _export(task, rm: RoleModel, path: Path, recipe_name: str, cache: StageCache,
+            reused: dict[str, Reuse]) -> Artifact:
+    """``rm`` exported to ``path``, or the same export taken from ``cache`` (same weights, structure and code,
+    input specs, output names, export options and torch/onnx versions; ``reused`` then names it)."""
     ensure_writable_dir(path.parent)
-    return export_onnx(rm.model, task.input_specs(), rm.output_names, path,
-                       ExportOptions(source=f"{recipe_name}:{path.stem}"))
+    inputs, options = task.input_specs(), ExportOptions(source=f"{recipe_name}:{path.stem}")
+    key = cache.key("export", {"name": path.name, "model": model_identity(rm.model),
+                               "inputs": [s.to_dict() for s in inputs], "outputs": list(rm.output_names),
+                               "options": plain(options),
+                               "versions": package_versions(("torch", "onnx", "onnxslim", "onnxruntime"))})
+    hit = cache.fetch("export", key)
+    if hit is not None:
+        reused[str(hit.artifacts["main"].path)] = hit.reuse
+        return hit.artifacts["main"]
+    artifact = export_onnx(rm.model, inputs, rm.output_names, path, options)
+    cache.store("export", key, {"main": artifact})
+    return artifact
 
 
-def _build(onnx: Artifact, choice: TargetChoice, folder: Path, role: str, deploy) -> Artifact:
+def _build(onnx: Artifact, choice: TargetChoice, folder: Path, role: str, deploy, cache: StageCache,
+           reused: dict[str, Reuse]) -> Artifact:
+    """``onnx`` built for ``choice``, or the same engine taken from ``cache`` (same ONNX content, target,
+    precision, options and runtime version; ``reused`` then names it)."""
+    from compressor.targets.table import target_info
+
     ensure_writable_dir(folder)
-    return load_target(choice.target).build(onnx.path, precision=choice.precision, out_dir=folder,
-                                            name=f"{role}_{choice.target}_{choice.precision}",
-                                            options=deploy.target_options(choice))
+    name, options = f"{role}_{choice.target}_{choice.precision}", deploy.target_options(choice)
+    key = cache.key("engine", {"name": name, "onnx": files_digest(onnx), "target": choice.target,
+                               "precision": choice.precision, "options": plain(options),
+                               "versions": package_versions(target_info(choice.target).packages)})
+    hit = cache.fetch("engine", key)
+    if hit is not None:
+        reused[str(hit.artifacts["main"].path)] = hit.reuse
+        return hit.artifacts["main"]
+    artifact = load_target(choice.target).build(onnx.path, precision=choice.precision, out_dir=folder, name=name,
+                                                options=options)
+    cache.store("engine", key, {"main": artifact})
+    return artifact
 

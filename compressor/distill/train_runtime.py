@@ -6,7 +6,7 @@ import contextlib
 import contextvars
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -28,8 +28,10 @@ class TrainingRuntime:
     dist: DistContext = SINGLE
     state_dir: Path | None = None
     run_key: str = ""
+    role_keys: Mapping[str, str] = field(default_factory=dict)  # narrower keys by training name (the teacher's)
     resume: bool = False
     reuse: bool = True
+    checkpoints_used: set[str] = field(default_factory=set, compare=False)  # names this run read or wrote
     checkpoint_every: int = 0  # iterations; 0: about twenty checkpoints per training
 
     @property
@@ -63,21 +65,22 @@ def training_runtime(runtime: TrainingRuntime) -> Iterator[TrainingRuntime]:
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when present) as a device; under torchrun ``cuda``
-    means this process's local GPU. One line when CUDA is asked for and absent."""
+    means this process's local GPU. One line for a malformed name (checked first, on any machine), and when
+    CUDA is asked for and absent."""
     text = (name or "cpu").strip().lower()
     if text == "auto":
         text = "cuda" if torch.cuda.is_available() else "cpu"
     if text == "cpu":
         return torch.device("cpu")
-    if text == "cuda" or text.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: this machine has no CUDA device (torch {torch.__version__} "
-                              f"sees none); use --device cpu")
-        index = local_rank if text == "cuda" else _device_index(text, name)
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-        return torch.device("cuda", index)
-    raise ConfigError(f"--device {name}: expected cpu, cuda, cuda:N or auto")
+    if text != "cuda" and not text.startswith("cuda:"):
+        raise ConfigError(f"--device {name}: expected cpu, cuda, cuda:N or auto")
+    index = local_rank if text == "cuda" else _device_index(text, name)
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: this machine has no CUDA device (torch {torch.__version__} "
+                          f"sees none); use --device cpu")
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return torch.device("cuda", index)
 
 
 def _device_index(text: str, name: str) -> int:

@@ -7,6 +7,9 @@ random state: torch's, numpy's and Python's global generators, CUDA's where used
 ``numpy.random.Generator`` objects a loss or objective keeps for itself. It is written atomically (temporary
 name, then renamed) and read with ``torch.load(weights_only=True)``: plain tensors, numbers, strings, lists and
 dicts, no pickled code.
+
+A checkpoint also records the training's *setup* (processes, precision, device type): exactness holds only on
+the same setup, so a finished training is reused and a killed one resumed only when it matches.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import io
 import json
 import random
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +27,9 @@ from torch import nn
 from compressor.core.errors import CompressError
 from compressor.core.files import atomic_path
 
-FORMAT = 1
+FORMAT = 2  # 2: the setup (processes, precision, device) is recorded, no longer part of the key
+REQUIRED = ("desc", "key", "complete", "step", "drawn", "data_rng", "batch_digest", "setup", "modules", "params",
+            "optimizer", "scheduler", "scaler", "rng", "on_step", "result")
 
 
 class CheckpointError(CompressError):
@@ -115,6 +120,25 @@ def state_digest(params: Sequence[torch.Tensor], modules: Sequence[nn.Module]) -
     return digest.hexdigest()
 
 
+def batch_digest(batch: Any) -> str:
+    """SHA-256 of a batch's tensors (a tensor, or tuples/lists/dicts of them): tells two data orders apart."""
+    digest = hashlib.sha256()
+    for index, tensor in enumerate(_batch_tensors(batch)):
+        _hash_tensor(digest, str(index), tensor)
+    return digest.hexdigest()
+
+
+def _batch_tensors(batch: Any) -> Iterator[torch.Tensor]:
+    if isinstance(batch, torch.Tensor):
+        yield batch
+    elif isinstance(batch, dict):
+        for key in batch:
+            yield from _batch_tensors(batch[key])
+    elif isinstance(batch, (tuple, list)):
+        for value in batch:
+            yield from _batch_tensors(value)
+
+
 def _hash_tensor(digest, name: str, tensor: torch.Tensor) -> None:
     data = tensor.detach().cpu().contiguous().reshape(-1)
     digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
@@ -143,14 +167,46 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"training checkpoint {path} is unreadable ({type(exc).__name__}); remove it or "
                               f"run with --fresh") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"training checkpoint {path} is not in this toolchain's format {FORMAT}")
+        raise CheckpointError(f"training checkpoint {path} is not in this toolchain's format {FORMAT}; remove it "
+                              f"or run with --fresh")
+    missing = [key for key in REQUIRED if key not in payload]
+    if missing:
+        raise CheckpointError(f"training checkpoint {path} lacks {', '.join(missing)}; remove it or run with "
+                              f"--fresh")
     return payload
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove what a process killed while writing ``path`` left beside it (``atomic_path``'s temporary files,
+    ``.NAME.XXXX.tmp.pt``); returns them. Only one run writes a run folder at a time."""
+    removed = []
+    for leftover in path.parent.glob(f".{path.name}.*.tmp{path.suffix}"):
+        leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    return removed
 
 
 def module_states(modules: Sequence[nn.Module]) -> list[dict[str, Any]]:
     """Each module's full ``state_dict`` (parameters, buffers, extra state), detached copies on the CPU."""
     return [{k: v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v
              for k, v in m.state_dict().items()} for m in modules]
+
+
+def module_buffers(modules: Sequence[nn.Module]) -> list[dict[str, Any]]:
+    """Each module's ``state_dict`` without its parameters (buffers such as BatchNorm's running statistics, and
+    extra state): what differs between processes, each computing it from its own shard of the batches."""
+    return [{k: v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v
+             for k, v in m.state_dict(keep_vars=True).items() if not isinstance(v, nn.Parameter)} for m in modules]
+
+
+def load_module_buffers(modules: Sequence[nn.Module], states: Sequence[dict[str, Any]]) -> None:
+    """Load :func:`module_buffers` back (the parameters stay as they are)."""
+    if len(states) != len(modules):
+        raise CheckpointError(f"the checkpoint holds {len(states)} modules' buffers, this training {len(modules)}")
+    for module, state in zip(modules, states):
+        missing, unexpected = module.load_state_dict(state, strict=False)
+        if unexpected:
+            raise CheckpointError(f"the checkpoint's buffers {unexpected} are not this training's")
 
 
 def load_module_states(modules: Sequence[nn.Module], states: Sequence[dict[str, Any]]) -> None:

@@ -19,12 +19,18 @@ from compressor.distill.train_state import fingerprint
 MAX_FILES = 20_000  # a data folder larger than this is fingerprinted by its first files in sorted order
 
 
-def training_key(recipe: Recipe, context: RunContext) -> str:
-    """The fingerprint of everything ``recipe``'s training reads, apart from the models' starting weights."""
-    settings = _plain(recipe.settings)
-    paths = sorted({*_named_paths(settings), *(str(p) for p in (context.data, *context.weights.values()) if p)})
+STUDENT_SECTIONS = ("student", "distill")  # what a teacher's training never reads
+
+
+def training_key(recipe: Recipe, context: RunContext, *, without: tuple[str, ...] = ()) -> str:
+    """The fingerprint of everything ``recipe``'s training reads, apart from the models' starting weights;
+    ``without`` leaves out top-level settings sections (the teacher's key: :data:`STUDENT_SECTIONS`, so a change
+    to the student or the distillation does not retrain the teacher)."""
+    settings = {k: v for k, v in _plain(recipe.settings).items() if k not in without}
+    weights = {role: path for role, path in context.weights.items() if role not in without}
+    paths = sorted({*_named_paths(settings), *(str(p) for p in (context.data, *weights.values()) if p)})
     return fingerprint({"task": recipe.task, "settings": settings, "seed": context.seed, "quick": context.quick,
-                        "weights": dict(context.weights), "files": {p: _stat_fingerprint(p) for p in paths},
+                        "weights": weights, "files": {p: _stat_fingerprint(p) for p in paths},
                         "versions": {"edge-compress": __version__, "torch": torch.__version__}})
 
 

@@ -79,20 +79,21 @@ def test_a_failed_or_interrupted_rerun_keeps_the_previous_run_and_a_smaller_reru
     first = cli("run", project / "two.yaml", "--out", run)
     assert first.code == 0, first.err
     names = sorted(p.name for p in run.iterdir())
-    assert names == ["bundle", "checkpoints", "engines", "notes.txt", "onnx", "report.html", "report.json", "report.md"]
+    assert names == [".cache", "bundle", "checkpoints", "engines", "notes.txt", "onnx", "report.html", "report.json",
+                     "report.md"]
     for artifact in json.loads((run / "report.json").read_text())["artifacts"]:
         assert Path(artifact["path"]).is_file() and Path(artifact["path"]).parent == (run / "engines").resolve()
     for sidecar in run.rglob("*.artifact.json"):  # sidecars name files where they are, not in the staging folder
         assert ".run-" not in sidecar.read_text(), sidecar
-    previous = tree_state(tmp_path)
+    previous = tree_state(tmp_path, ignore=(".cache",))  # the stage cache is resumable state, kept on failure
 
-    # fails at export, after training: nothing of the previous run changes, nothing is left over
+    # fails at export (--fresh: not taken from the stage cache), after training: nothing of the previous run changes, nothing is left over
     def export_fails(*args, **kwargs):
         raise ExportError("the exporter refused the model")
 
     monkeypatch.setattr("compressor.distill.pipeline.export_onnx", export_fails)
-    assert_one_line_error(cli("run", project / "two.yaml", "--out", run), "the exporter refused the model")
-    assert tree_state(tmp_path) == previous
+    assert_one_line_error(cli("run", project / "two.yaml", "--out", run, "--fresh"), "the exporter refused the model")
+    assert tree_state(tmp_path, ignore=(".cache",)) == previous
     assert_no_partial_files(tmp_path)
     monkeypatch.undo()
     monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
@@ -105,9 +106,9 @@ def test_a_failed_or_interrupted_rerun_keeps_the_previous_run_and_a_smaller_reru
         raise KeyboardInterrupt
 
     monkeypatch.setattr(accuracy_gate, "gate_int8", interrupted_gate)
-    result = cli("run", project / "two.yaml", "--out", run)
+    result = cli("run", project / "two.yaml", "--out", run, "--fresh")
     assert result.code == 130, result
-    assert tree_state(tmp_path) == previous
+    assert tree_state(tmp_path, ignore=(".cache",)) == previous
     assert_no_partial_files(tmp_path)
     assert list(system_temp.iterdir()) == []
     monkeypatch.undo()
@@ -116,8 +117,8 @@ def test_a_failed_or_interrupted_rerun_keeps_the_previous_run_and_a_smaller_reru
     before = tree_state(tmp_path)
     again = cli("run", project / "one.yaml", "--out", run)
     assert again.code == 0, again.err
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "engines", "notes.txt", "onnx", "report.html",
-                                                    "report.json", "report.md"]
+    assert sorted(p.name for p in run.iterdir()) == [".cache", "checkpoints", "engines", "notes.txt", "onnx",
+                                                    "report.html", "report.json", "report.md"]
     engines = {p.name for p in (run / "engines").iterdir() if not p.name.endswith(".artifact.json")}
     assert engines == _engines_listed(run) == {"student_onnxruntime_fp32.onnx", "teacher_onnxruntime_fp32.onnx",
                                                "baseline_onnxruntime_fp32.onnx"}

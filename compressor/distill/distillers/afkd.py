@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from compressor.distill.hooks import FeatureHooks
 from compressor.distill.losses.affinity import FeatureShapeError
+from compressor.distill.losses.precision import float32_loss
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class AFKDLoss(nn.Module):
         difficulty = (1 - giou).detach().float()
         return (w.weight * (w.tau0 + w.rho * (difficulty - difficulty.mean()))).clamp(min=0)
 
+    @float32_loss
     def forward(self, student_feats: Sequence[Tensor] | Tensor, teacher_feats: Sequence[Tensor] | Tensor,
                 giou: Tensor) -> Tensor:
         students = [student_feats] if isinstance(student_feats, Tensor) else list(student_feats)

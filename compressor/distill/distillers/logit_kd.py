@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from compressor.distill.distributed import map_sharded
 from compressor.distill.hooks import FeatureHooks
 from compressor.distill.losses.kd import FeatureFusionLoss, SoftTargetKLLoss
 
@@ -87,12 +88,15 @@ class LogitKDistiller(nn.Module):
 @torch.no_grad()
 def teacher_outputs(teacher: nn.Module, batches: Iterable[np.ndarray], *,
                     feature_path: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The frozen teacher's logits (and the output of ``feature_path``) over ``batches`` of token arrays."""
+    """The frozen teacher's logits (and the output of ``feature_path``) over ``batches`` of token arrays, computed
+    on the device the teacher's weights are on and returned as CPU arrays."""
     teacher = teacher.eval()
-    logits, features = [], []
+    device = next((p.device for p in teacher.parameters()), torch.device("cpu"))
     with FeatureHooks(teacher, [feature_path] if feature_path else []) as hooks:
-        for tokens in batches:
-            logits.append(teacher(torch.from_numpy(tokens)).numpy())
-            if feature_path:
-                features.append(hooks.features()[0].numpy())
-    return np.concatenate(logits), (np.concatenate(features) if feature_path else None)
+        def run(tokens: np.ndarray):
+            logits = teacher(torch.from_numpy(tokens).to(device)).cpu().numpy()
+            return logits, (hooks.features()[0].cpu().numpy() if feature_path else None)
+
+        parts = map_sharded(run, batches)  # each training process computes its share; every one gets all
+    return (np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]) if feature_path else None)

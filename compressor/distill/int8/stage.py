@@ -1,16 +1,27 @@
 """The INT8 stage of a run: quantization-aware fine-tuning (once per role) and INT8 engines through the accuracy
-gate, preferring the fine-tuned model and falling back to the FP32 export when that misses the budget."""
+gate, preferring the fine-tuned model and falling back to the FP32 export when that misses the budget. With a
+stage cache, a build whose inputs are unchanged (the FP32 ONNX, the deploy INT8 options, the calibration data,
+the task's settings and data, the runtimes' versions) is taken from an earlier run with its gate record."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from compressor.distill.int8.qat import QatOptions, quantization_aware_finetune
 from compressor.distill.int8.record import Int8Record, QatRecord
 from compressor.distill.int8.schemes import QuantScheme, qat_scheme, scheme_for
 from compressor.distill.recipe import DeployConfig, TargetChoice
+from compressor.distill.stage_cache import (
+    Reuse,
+    StageCache,
+    feeds_digest,
+    files_digest,
+    model_identity,
+    package_versions,
+    plain,
+)
 from compressor.distill.tasks.base import RoleModel, Task
 from compressor.targets.accuracy_gate import Ranking
 from compressor.targets.base import Artifact
@@ -37,28 +48,76 @@ class QatExport:
 
 @dataclass(frozen=True)
 class Int8Build:
-    """An INT8 engine and the gate's record of it."""
+    """An INT8 engine and the gate's record of it; ``reused``: taken from the stage cache (the record is then
+    the one measured by the run that built it)."""
 
     artifact: Artifact
     record: Int8Record
+    reused: Reuse | None = None
+
+
+# deploy settings that do not change an INT8 build (what is measured, bundled or selected afterwards); every
+# other deploy setting is part of an INT8 build's cache key
+NOT_INT8_SETTINGS = frozenset({"targets", "reference_target", "compare_batches", "compare_count", "profile_seconds",
+                               "profile_iterations", "profile_threads", "layer_profile_runs", "bundle", "select",
+                               "select_budget"})
+INT8_PACKAGES = ("onnxruntime", "onnx", "nncf", "openvino", "torch")  # quantizers and QAT besides the target
 
 
 class Int8Stage:
     """Builds a run's INT8 engines for ``task`` as ``deploy`` says: QAT exports go to ``onnx_dir`` (one per
     role, fine-tuned with ``seed``), engines to ``engine_dir``; ``announce`` hears each step; ``source`` names
-    the exports' origin (the recipe)."""
+    the exports' origin (the recipe). With ``cache``, builds are reused and stored under keys that include
+    ``run_key`` (the task's settings and data, on which the gate's evaluation depends)."""
 
     def __init__(self, task: Task, deploy: DeployConfig, *, onnx_dir: Path, engine_dir: Path, seed: int,
-                 announce: Callable[[str], None] = lambda _text: None, source: str = "") -> None:
+                 announce: Callable[[str], None] = lambda _text: None, source: str = "",
+                 cache: StageCache | None = None, run_key: str = "") -> None:
         self.task, self.deploy = task, deploy
         self.onnx_dir, self.engine_dir, self.seed = onnx_dir, engine_dir, seed
         self.announce, self.source = announce, source
+        self.cache, self.run_key = cache, run_key
         self._finetuned: dict[str, QatExport] = {}
+        self._calibration: str | None = None
 
     def build(self, role: str, onnx: Artifact, role_model: RoleModel, choice: TargetChoice) -> Int8Build:
         """``role``'s INT8 engine for ``choice`` through the accuracy gate. With QAT (``deploy.qat_iterations >
         0``): from the QAT export, quantized with the ranges it trained with when its scheme is ``choice``'s;
-        when that misses the budget, from the FP32 export ``onnx`` instead. The record says which was used."""
+        when that misses the budget, from the FP32 export ``onnx`` instead. The record says which was used.
+        An unchanged build is taken from the stage cache (``reused`` says so), a new one is stored there."""
+        if self.cache is None:
+            return self._build(role, onnx, role_model, choice)
+        key = self.cache.key("int8", self.cache_inputs(role, onnx, role_model, choice))
+        hit = self.cache.fetch("int8", key)
+        if hit is not None:
+            from compressor.distill.report.read import int8_record_from_dict
+
+            return Int8Build(hit.artifacts["main"], int8_record_from_dict(dict(hit.record)), reused=hit.reuse)
+        built = self._build(role, onnx, role_model, choice)
+        kept = {"main": built.artifact}
+        if role in self._finetuned:  # the QAT export the engine names as its source
+            kept["qat"] = self._finetuned[role].artifact
+        self.cache.store("int8", key, kept, built.record.to_dict())
+        return built
+
+    def cache_inputs(self, role: str, onnx: Artifact, role_model: RoleModel, choice: TargetChoice) -> dict[str, Any]:
+        """Everything an INT8 build of ``role`` for ``choice`` reads: the FP32 ONNX (by content) and the model
+        (QAT fine-tunes it), the deploy settings that shape the build, the target's options, the calibration
+        data (by content), the task's settings and data (``run_key``: the gate evaluates on them), the seed and
+        the runtimes' versions."""
+        from compressor.targets.table import target_info
+
+        if self._calibration is None:
+            self._calibration = feeds_digest(self.task.calibration_feeds(self.deploy.calibration_samples))
+        settings = {f.name: plain(getattr(self.deploy, f.name)) for f in dataclasses.fields(self.deploy)
+                    if f.name not in NOT_INT8_SETTINGS}
+        return {"role": role, "onnx": files_digest(onnx), "model": model_identity(role_model.model),
+                "outputs": list(role_model.output_names), "target": choice.target, "quantizer": choice.quantizer,
+                "options": plain(self.deploy.target_options(choice)), "deploy": settings,
+                "calibration": self._calibration, "run": self.run_key, "seed": self.seed, "metric": self.task.metric,
+                "versions": package_versions((*target_info(choice.target).packages, *INT8_PACKAGES))}
+
+    def _build(self, role: str, onnx: Artifact, role_model: RoleModel, choice: TargetChoice) -> Int8Build:
         finetuned = self.finetune(role, onnx, role_model) if self.deploy.qat_iterations > 0 else None
         self.announce(f"calibrate and quantize {role} for {choice.target} int8 (accuracy gate: "
                       f"{self.task.metric} drop <= {self.deploy.int8_budget})")

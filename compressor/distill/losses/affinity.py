@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from compressor.core.errors import CompressError
+from compressor.distill.losses.precision import float32_loss
 
 
 class FeatureShapeError(CompressError, ValueError):
@@ -71,6 +72,7 @@ class SpatialAffinityLoss(nn.Module):
         self.generator = generator
         self.eps = eps
 
+    @float32_loss
     def forward(self, student_feats: Sequence[Tensor] | Tensor, teacher_feats: Sequence[Tensor] | Tensor) -> Tensor:
         students = [student_feats] if isinstance(student_feats, Tensor) else list(student_feats)
         teachers = [teacher_feats] if isinstance(teacher_feats, Tensor) else list(teacher_feats)
@@ -91,7 +93,8 @@ class SpatialAffinityLoss(nn.Module):
         if self.reduction is PositionReduction.POOL:
             size = pooled_size(height, width, self.max_positions)
             return F.adaptive_avg_pool2d(student, size), F.adaptive_avg_pool2d(teacher, size)
-        index = torch.randperm(height * width, generator=self.generator)[: self.max_positions]
+        draw_on = self.generator.device if self.generator is not None else torch.device("cpu")
+        index = torch.randperm(height * width, generator=self.generator, device=draw_on)[: self.max_positions]
         index = index.to(student.device)
         # As a N x 1 "map", so spatial_affinity applies unchanged; both sides share the positions.
         return tuple(f.flatten(2).index_select(2, index).unsqueeze(-1) for f in (student, teacher))

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from compressor.core.errors import CompressError
+from compressor.distill.losses.precision import float32_loss
 
 
 class LogitShapeError(CompressError, ValueError):
@@ -31,6 +32,7 @@ class SoftTargetKLLoss(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.temperature = float(temperature)
 
+    @float32_loss
     def forward(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
         if student_logits.shape != teacher_logits.shape or student_logits.dim() != 2:
             raise LogitShapeError(f"KD needs equal N x C logits, got {tuple(student_logits.shape)} and "

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from compressor.distill.losses.precision import float32_loss
+
 
 class CoxBlockMasking:
     """Sample B x 1 x T x T keep-masks (1 keep, 0 masked) of ``block``-pixel cells by a spatial Cox process.
@@ -39,26 +41,28 @@ class CoxBlockMasking:
         self.template_size, self.block, self.ratio = template_size, block, ratio
         self.cells = template_size // block
         r = template_size / 2
-        centers = (torch.arange(self.cells, dtype=torch.float64) + 0.5) * block - r
+        centers = (torch.arange(self.cells, dtype=torch.float64, device="cpu") + 0.5) * block - r
         sq = centers[:, None] ** 2 + centers[None, :] ** 2
         density = torch.exp(-sq / (2 * (spread * r) ** 2))
         self.base = (density / density.sum()).flatten()  # p_c, sums to 1
 
     def sample_cells(self, batch: int, generator: torch.Generator | None = None) -> Tensor:
-        """B x n x n booleans, True where a cell is masked."""
+        """B x n x n booleans, True where a cell is masked; drawn on the CPU (``generator``'s device, the same
+        masks whatever device trains; move them to the images' device)."""
         n_cells = self.cells * self.cells
-        scale = torch.poisson(torch.full((batch,), float(int(n_cells * self.ratio)), dtype=torch.float64),
-                              generator=generator)
+        cpu = self.base.device
+        scale = torch.poisson(torch.full((batch,), float(int(n_cells * self.ratio)), dtype=torch.float64,
+                                         device=cpu), generator=generator)
         lam = scale[:, None] * self.base[None, :]                     # B x n^2 intensities
         lam_max = lam.max(dim=1).values
         counts = torch.poisson(lam_max * n_cells, generator=generator).long()
-        masked = torch.zeros(batch, n_cells, dtype=torch.bool)
+        masked = torch.zeros(batch, n_cells, dtype=torch.bool, device=cpu)
         for i in range(batch):
             m = int(counts[i])
             if m == 0:
                 continue
-            cells = torch.randint(0, n_cells, (m,), generator=generator)
-            keep = torch.rand(m, generator=generator, dtype=torch.float64) < lam[i, cells] / lam_max[i]
+            cells = torch.randint(0, n_cells, (m,), generator=generator, device=cpu)
+            keep = torch.rand(m, generator=generator, dtype=torch.float64, device=cpu) < lam[i, cells] / lam_max[i]
             masked[i, cells[keep]] = True
         return masked.view(batch, self.cells, self.cells)
 
@@ -83,6 +87,7 @@ class OrrLoss(nn.Module):
         super().__init__()
         self.stop_gradient = StopGradient(stop_gradient)
 
+    @float32_loss
     def forward(self, clean: Tensor, masked: Tensor, num_template: int) -> Tensor:
         clean, masked = clean[:, :num_template], masked[:, :num_template]
         if self.stop_gradient is StopGradient.MASKED:

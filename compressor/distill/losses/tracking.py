@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from compressor.distill.losses.precision import float32_loss
+
 
 def gaussian_radius(height: Tensor, width: Tensor, min_overlap: float = 0.7) -> Tensor:
     """CornerNet's radius: the smallest of its three corner-shift bounds for IoU >= ``min_overlap``."""
@@ -44,8 +46,12 @@ def center_heatmap(boxes: Tensor, grid: int, min_overlap: float = 0.7) -> Tensor
     return heat.unsqueeze(1)
 
 
-def focal_loss(pred: Tensor, target: Tensor, alpha: float = 2.0, beta: float = 4.0) -> Tensor:
-    """CenterNet's penalty-reduced focal loss; ``pred`` in (0, 1), positives where ``target == 1``."""
+@float32_loss
+def focal_loss(pred: Tensor, target: Tensor, alpha: float = 2.0, beta: float = 4.0, eps: float = 1e-4) -> Tensor:
+    """CenterNet's penalty-reduced focal loss; ``pred`` in (0, 1), positives where ``target == 1``. ``pred`` is
+    bounded to ``[eps, 1 - eps]`` in float32 first, as the score head does (a score computed in bf16 rounds
+    ``1 - 1e-4`` up to 1, whose ``log(1 - p)`` is -inf; a float32 score already in range is unchanged)."""
+    pred = pred.clamp(eps, 1 - eps)
     pos = target.eq(1).float()
     neg = 1.0 - pos
     pos_loss = torch.log(pred) * (1 - pred) ** alpha * pos
@@ -122,6 +128,7 @@ class TrackingLoss(nn.Module):
         self.weights = weights
         self.focal = FocalLoss()
 
+    @float32_loss
     def forward(self, outputs: tuple[Tensor, Tensor, Tensor], gt: Tensor) -> tuple[Tensor, dict[str, float], Tensor]:
         score, size, offset = outputs
         pred = cxcywh_to_xyxy(decode_boxes(score, size, offset))

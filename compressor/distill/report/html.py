@@ -119,6 +119,9 @@ def training_section(report: RunReport) -> Section | None:
     if not charts:
         return None
     note = "<p class=note>Mean training loss per window of 50 iterations; each role has its own objective.</p>"
+    setup = render.training_setup(report.models)
+    if setup:
+        note = f"<p class=training-setup>Training: {escape(setup)}.</p>" + note
     if untrained:
         note += f"<p class=note>Not trained in this run: {', '.join(untrained)}.</p>"
     return Section("Training", '<div class="row">' + "".join(charts) + "</div>" + note, "training")

@@ -92,6 +92,7 @@ class EngineReport:
     profile_input: tuple[str, ...]
     int8: Int8Record | None = None
     evaluation: Evaluation | None = field(default=None, compare=False)  # the task's, for its report details
+    reused: dict[str, Any] | None = None  # built by an earlier run (stage cache): which; measured in this one
 
     @property
     def quantizer(self) -> str | None:
@@ -120,6 +121,8 @@ class EngineReport:
                "profile_input": list(self.profile_input)}
         if self.int8 is not None:
             out["int8_gate"] = self.int8.to_dict()
+        if self.reused:
+            out["reused"] = dict(self.reused)
         if self.profile.get("windows"):
             out["windows"] = self.profile["windows"]
         if self.warnings:
@@ -236,6 +239,7 @@ class RunReport:
     selection: SelectionRecord | None = None  # the engine deploy.select chose (the bundle holds it) and why
     layers: dict[str, Any] = field(default_factory=dict)  # per-layer time by module and the precision audit
     layers_markdown: str = ""
+    reused_exports: dict[str, Any] = field(default_factory=dict)  # ONNX file -> the earlier run it came from
 
     def to_dict(self) -> dict[str, Any]:
         """The ``report.json`` structure (optional sections only when present)."""
@@ -259,4 +263,6 @@ class RunReport:
             out["layers"] = self.layers
         if self.layers_markdown:
             out["layers_markdown"] = self.layers_markdown
+        if self.reused_exports:
+            out["reused_exports"] = self.reused_exports
         return out

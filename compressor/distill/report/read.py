@@ -77,7 +77,8 @@ def report_from_dict(data: dict[str, Any], source: str = "report.json") -> RunRe
         selection=(SelectionRecord.from_dict(data["selection"], f"{source}: selection")
                    if "selection" in data else None),
         layers=f.mapping(data, "layers", "", optional=True),
-        layers_markdown=f.text(data, "layers_markdown", "", optional=True, default=""))
+        layers_markdown=f.text(data, "layers_markdown", "", optional=True, default=""),
+        reused_exports=f.mapping(data, "reused_exports", "", optional=True))
 
 
 def merge_device_profile(report: RunReport, profile_path: Path, device: str | None = None) -> RunReport:
@@ -186,7 +187,8 @@ def _engine(f: Fields, a: Any, where: str, metric: str) -> EngineReport:
                  **({"windows": f.mapping(a, "windows", where)} if "windows" in a else {}),
                  "warnings": f.texts(a, "warnings", where, optional=True)},
         profile_input=tuple(f.texts(a, "profile_input", where)),
-        int8=_int8(f, a["int8_gate"], f"{where}.int8_gate") if "int8_gate" in a else None)
+        int8=_int8(f, a["int8_gate"], f"{where}.int8_gate") if "int8_gate" in a else None,
+        reused=f.mapping(a, "reused", where) if "reused" in a else None)
 
 
 def _int8(f: Fields, gate: Any, where: str) -> Int8Record:

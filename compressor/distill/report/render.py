@@ -44,11 +44,14 @@ def render_markdown(report: RunReport) -> str:
     metric = report.headline_metric
     lines = [f"# {report.recipe} ({'quick' if report.quick else 'full'} run, seed {report.seed})", "",
              f"Created {report.created} with edge-compress {report.versions['edge_compress']}, "
-             f"torch {report.versions['torch']}. Every number below was measured in this run.", "",
+             f"torch {report.versions['torch']}. Every number below was measured in this run"
+             + (" (the INT8 accuracy-gate figures of reused engines: by the run that built them)"
+                if any(e.reused and e.int8 for e in report.engines) else "") + ".", "",
              "## Verdict", "", " ".join(verdict_sentences(report)), ""]
     lines += models_table(report.models)
     lines += ["", *engines_table(report.engines, metric)]
     lines += _blank_before(measurement_warnings(report.engines))
+    lines += _blank_before(reused_lines(report))
     lines += _blank_before(precision_matrix_table(report.precision_matrix, metric))
     if report.selection is not None:
         from compressor.distill.select import render_selection
@@ -70,6 +73,21 @@ def measurement_warnings(engines) -> list[str]:
         return []
     return ["**Latency warnings** (these numbers were measured under noise; rerun on a quiet machine, or with "
             "`compress profile --isolate`):", "", *lines]
+
+
+def reused_lines(report: RunReport) -> list[str]:
+    """What this run took from earlier runs into its folder (stage cache; ``--fresh`` takes nothing), as a
+    Markdown list: trainings, ONNX exports, engines (with the run that built each)."""
+    lines = [f"- training of {cell(m.role)}" for m in report.models if m.training.get("reused")]
+    lines += [f"- export {cell(name)} (built by the run of {cell(r.get('built_by_run', '?'))})"
+              for name, r in report.reused_exports.items()]
+    lines += [f"- engine {cell(e.role)} {cell(e.label)} (built by the run of {cell(e.reused.get('built_by_run', '?'))}"
+              + ("; its accuracy-gate figures are from that run" if e.int8 else "") + ")"
+              for e in report.engines if e.reused]
+    if not lines:
+        return []
+    return ["**Reused** (inputs unchanged since an earlier run into this folder; parity, metrics and latency "
+            "above were measured in this run; `--fresh` rebuilds everything):", "", *lines]
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -185,6 +203,35 @@ def host_of(report: RunReport) -> dict[str, Any]:
     return host
 
 
+PRECISION_WORDS = {"fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast with loss scaling"}
+
+
+def training_setup(models: tuple[ModelReport, ...]) -> str:
+    """How the run trained, in one line: device, precision, processes (``training.setup`` of the trained roles),
+    then the roles whose finished training was reused from an earlier run and those resumed after a kill, e.g.
+    ``cpu, bf16 autocast, 1 process; reused from an earlier run: teacher; student resumed at iteration 40 of
+    500``. Empty when no role was trained in this run (or the report predates the record)."""
+    trained = [m for m in models if isinstance(m.training.get("setup"), dict)]
+    if not trained:
+        return ""
+    setup = trained[0].training["setup"]
+    processes = setup.get("processes", 1)
+    count = processes if isinstance(processes, int) and not isinstance(processes, bool) else 1
+    precision = str(setup.get("precision", "fp32"))
+    parts = [str(setup.get("device", "cpu")), PRECISION_WORDS.get(precision, precision),
+             f"{count} process" + ("es" if count != 1 else "")
+             + (f" ({setup['backend']})" if count > 1 and setup.get("backend") else "")]
+    text = ", ".join(parts)
+    reused = [m.role for m in trained if m.training.get("reused")]
+    if reused:
+        text += f"; reused from an earlier run: {', '.join(reused)}"
+    for m in trained:
+        at = m.training.get("resumed_at")
+        if at is not None:
+            text += f"; {m.role} resumed at iteration {at} of {m.training.get('iterations', '?')}"
+    return text
+
+
 def summary_lines(report: RunReport) -> list[str]:
     """The Summary: student vs baseline vs teacher, speed-up, parity, profile protocol, host, wall time, bundle."""
     s, metric, first = report.summary, report.headline_metric, report.engines[0]
@@ -202,6 +249,9 @@ def summary_lines(report: RunReport) -> list[str]:
              "- host " + (host.get("processor") or host.get("machine") or "?")
              + (f", {host['cpus']} CPUs" if host.get("cpus") else ""),
              f"- wall time {report.wall_seconds:.0f} s"]
+    setup = training_setup(report.models)
+    if setup:
+        lines.insert(-1, f"- training: {cell(setup)}")
     if report.bundle:
         lines.append(f"- bundle: {report.bundle}")
     return lines

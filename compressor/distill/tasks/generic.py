@@ -351,8 +351,10 @@ class GenericTask(Task):
             yield torch.from_numpy(np.ascontiguousarray(split.inputs[start:start + size])), labels
 
     def _outputs(self, model: nn.Module, inputs: np.ndarray) -> np.ndarray:
+        """``model``'s primary outputs over ``inputs`` (on the device its weights are on), as a CPU array."""
         model.eval()
-        return np.concatenate([primary_output(model(torch.from_numpy(chunk))).numpy()
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        return np.concatenate([primary_output(model(torch.from_numpy(chunk).to(device))).cpu().numpy()
                                for chunk in self._chunks(inputs)])
 
     # ------------------------------------------------------------ deployment

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from compressor.core.errors import CompressError, did_you_mean
 from compressor.distill.config import REST, ConfigError
+from compressor.distill.losses.precision import autocast_off, widen
 
 
 @dataclass(frozen=True)
@@ -172,12 +173,16 @@ class Objective(nn.Module):
                     term.prepare(batch)
 
     def forward(self, inputs: Tensor, labels: Tensor | None) -> tuple[Tensor, dict[str, float]]:
+        """The weighted sum of the terms on one batch. Under mixed precision the models run in bf16/fp16 but
+        every term (softmax, KL, norms, adapters) runs in float32 on widened outputs, so the sum is float32."""
         batch = self.batch(inputs, labels)
         total, parts = None, {}
-        for entry, term in zip(self.entries, self.terms):
-            value = term(batch)
-            parts[entry.name] = float(value.detach())
-            total = entry.weight * value if total is None else total + entry.weight * value
+        with autocast_off():
+            batch = widen(batch)
+            for entry, term in zip(self.entries, self.terms):
+                value = widen(term(batch))
+                parts[entry.name] = float(value.detach())
+                total = entry.weight * value if total is None else total + entry.weight * value
         self.step += 1
         return total, parts
 

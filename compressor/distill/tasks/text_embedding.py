@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from compressor.core.tensor_spec import TensorSpec
 from compressor.distill.config import ConfigError
 from compressor.distill.data.text import TextCorpus, WordPieceTokenizer, build_corpus
+from compressor.distill.distributed import map_sharded
+from compressor.distill.losses.precision import float32_loss
 from compressor.distill.tasks.base import (
     TASKS,
     BundleExtras,
@@ -148,12 +150,11 @@ class TextEmbeddingTask(Task):
         """Embeddings of ``sentences`` in their order, computed in length-sorted batches (little padding)."""
         tokenizer, size = self.tokenizer(), self.settings.data.eval_batch
         order = np.argsort(tokenizer.lengths(sentences), kind="stable")
-        out = np.zeros((len(sentences), 0), dtype=np.float32)
-        for start in range(0, len(order), size):
-            index = order[start:start + size]
-            vectors = embed(tokenizer.encode([sentences[i] for i in index]))
-            if out.shape[1] != vectors.shape[1]:
-                out = np.zeros((len(sentences), vectors.shape[1]), dtype=np.float32)
+        chunks = [order[start:start + size] for start in range(0, len(order), size)]
+        # inside training, each process embeds its share of the chunks and every one gets all of them
+        parts = map_sharded(lambda index: embed(tokenizer.encode([sentences[i] for i in index])), chunks)
+        out = np.zeros((len(sentences), parts[0].shape[1] if parts else 0), dtype=np.float32)
+        for index, vectors in zip(chunks, parts):
             out[index] = vectors
         return out
 
@@ -223,7 +224,7 @@ class TextEmbeddingTask(Task):
             alignment = (embedding - target).pow(2).sum(dim=1).mean()
             loss, parts = d.alignment * alignment, {"alignment": alignment.item()}
             if d.relation:
-                relation = (embedding @ embedding.T - target @ target.T).pow(2).mean()
+                relation = _relation_loss(embedding, target)
                 loss, parts["relation"] = loss + d.relation * relation, relation.item()
             return loss, parts
         return step
@@ -234,10 +235,7 @@ class TextEmbeddingTask(Task):
         def step(batch):
             ids, mask, _ = batch
             both = model(torch.cat([ids, ids]), torch.cat([mask, mask]))  # dropout differs between the halves
-            first, second = both[: len(ids)], both[len(ids):]
-            logits = first @ second.T / temperature
-            loss = F.cross_entropy(logits, torch.arange(len(ids)))
-            return loss, {"contrastive": loss.item()}
+            return _simcse_loss(both[: len(ids)], both[len(ids):], temperature)
         return step
 
     def _batches(self, stage: TextTrain, seed: int, targets: torch.Tensor) -> Iterator[tuple]:
@@ -375,14 +373,36 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+@float32_loss
+def _relation_loss(embedding: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``mean((S S^T - T T^T)^2)`` of the in-batch similarity matrices (float32 under mixed precision)."""
+    return (embedding @ embedding.T - target @ target.T).pow(2).mean()
+
+
+@float32_loss
+def _simcse_loss(first: torch.Tensor, second: torch.Tensor, temperature: float) -> tuple[torch.Tensor, dict]:
+    """SimCSE's in-batch contrastive loss: row ``i`` of ``first`` should match row ``i`` of ``second``
+    (float32 under mixed precision; the targets live on the embeddings' device)."""
+    logits = first @ second.T / temperature
+    loss = F.cross_entropy(logits, torch.arange(len(first), device=logits.device))
+    return loss, {"contrastive": loss.item()}
+
+
 def _torch_embed(model: torch.nn.Module) -> Embed:
-    """``feed -> embeddings`` of a PyTorch encoder in eval mode."""
+    """``feed -> embeddings`` (float32 numpy, on the CPU) of a PyTorch encoder in eval mode, on the device its
+    weights are on."""
     model.eval()
 
     @torch.inference_mode()
     def embed(feed: dict[str, np.ndarray]) -> np.ndarray:
-        return model(torch.from_numpy(feed["input_ids"]), torch.from_numpy(feed["attention_mask"])).numpy()
+        device = _device_of(model)
+        out = model(torch.from_numpy(feed["input_ids"]).to(device), torch.from_numpy(feed["attention_mask"]).to(device))
+        return out.float().cpu().numpy()
     return embed
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def _package_version() -> str:

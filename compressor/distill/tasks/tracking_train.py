@@ -81,7 +81,8 @@ class TrackerObjective:
     def orr(self, model: nn.Module, template: Tensor, search: Tensor, clean_tokens: Tensor):
         if not self.uses_orr:
             return None
-        mask = self.masking.sample(template.shape[0], self.generator)
+        # drawn on the CPU from the objective's own generator (the same masks on every device), then moved
+        mask = self.masking.sample(template.shape[0], self.generator).to(template.device)
         masked = model.backbone(template * mask, search)
         value = self.orr_loss(clean_tokens, masked, model.backbone.num_template_tokens)
         return self.orr_weight * value, value.item()
