@@ -196,15 +196,9 @@ def model_identity(model) -> dict[str, Any]:
 
 def feeds_digest(feeds: Sequence[Mapping[str, Any]]) -> str:
     """SHA-256 of calibration feeds (a list of ``{input: array}``): names, dtypes, shapes and bytes."""
-    import numpy as np
+    from compressor.calibration.cache import data_hash
 
-    digest = hashlib.sha256()
-    for feed in feeds:
-        for name in sorted(feed):
-            array = np.ascontiguousarray(feed[name])
-            digest.update(f"{name}:{array.dtype}:{array.shape}\n".encode())
-            digest.update(array.tobytes())
-    return digest.hexdigest()
+    return data_hash(feeds)
 
 
 def package_versions(names: Iterable[str]) -> dict[str, str]:
@@ -232,5 +226,3 @@ def plain(value: Any) -> Any:
         return value
     return str(value)
 
-
-# ------------------------------------------------------------------ which training checkpoints a run used

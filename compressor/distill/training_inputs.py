@@ -4,7 +4,6 @@ setting names (your model's Python file), and the versions of this toolchain and
 and starting weights match a finished one is reused; change any of these and it runs again."""
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,6 +12,7 @@ import torch
 
 from compressor.core.version import __version__
 from compressor.distill.recipe import Recipe
+from compressor.distill.stage_cache import plain
 from compressor.distill.tasks.base import RunContext
 from compressor.distill.train_state import fingerprint
 
@@ -26,24 +26,12 @@ def training_key(recipe: Recipe, context: RunContext, *, without: tuple[str, ...
     """The fingerprint of everything ``recipe``'s training reads, apart from the models' starting weights;
     ``without`` leaves out top-level settings sections (the teacher's key: :data:`STUDENT_SECTIONS`, so a change
     to the student or the distillation does not retrain the teacher)."""
-    settings = {k: v for k, v in _plain(recipe.settings).items() if k not in without}
+    settings = {k: v for k, v in plain(recipe.settings).items() if k not in without}
     weights = {role: path for role, path in context.weights.items() if role not in without}
     paths = sorted({*_named_paths(settings), *(str(p) for p in (context.data, *weights.values()) if p)})
     return fingerprint({"task": recipe.task, "settings": settings, "seed": context.seed, "quick": context.quick,
                         "weights": weights, "files": {p: _stat_fingerprint(p) for p in paths},
                         "versions": {"edge-compress": __version__, "torch": torch.__version__}})
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return repr(value)
 
 
 def _named_paths(value: Any) -> Iterator[str]:

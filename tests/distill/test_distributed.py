@@ -11,7 +11,6 @@ import textwrap
 from pathlib import Path
 
 import click
-import numpy as np
 import pytest
 import torch
 
@@ -23,6 +22,7 @@ from compressor.distill.distributed import (
     map_sharded,
     shard,
 )
+from tests.distill.tiny_project import write_tiny_project
 from tests.support import assert_one_line_error
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -178,30 +178,6 @@ distill:
   max_positions: 16
 """
 
-MODELS = '''
-from torch import nn
-
-
-class Net(nn.Module):
-    output_names = ["logits"]
-
-    def __init__(self, width, out=3):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(6, width), nn.ReLU())
-        self.head = nn.Linear(width, out)
-
-    def forward(self, x):
-        return self.head(self.body(x))
-
-
-def teacher():
-    return Net(32)
-
-
-def student():
-    return Net(8)
-'''
-
 USER_RECIPE = """
 name: mine-two-processes
 task: classification
@@ -224,10 +200,7 @@ deploy:
 
 
 def _user_project(folder: Path) -> Path:
-    (folder / "nets.py").write_text(MODELS)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(240, 6)).astype(np.float32)
-    np.savez(folder / "data.npz", x=x, y=(x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5))
+    write_tiny_project(folder)
     (folder / "recipe.yaml").write_text(textwrap.dedent(USER_RECIPE))
     return folder / "recipe.yaml"
 

@@ -26,6 +26,7 @@ from tests.distill.resume_support import (
     final_checkpoint,
     straight_and_resumed,
 )
+from tests.distill.tiny_project import write_classification_data
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -269,9 +270,7 @@ def _project(folder: Path) -> Path:
     folder.mkdir()
     (folder / "nets.py").write_text(NETS)
     (folder / "recipe.yaml").write_text(textwrap.dedent(RECIPE))
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(240, 6)).astype(np.float32)
-    np.savez(folder / "data.npz", x=x, y=(x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5))
+    write_classification_data(folder)
     return folder
 
 

@@ -8,32 +8,9 @@ import shutil
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-MODELS = '''
-from torch import nn
-
-
-class Net(nn.Module):
-    output_names = ["logits"]
-
-    def __init__(self, width=16, out=3):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(6, width), nn.ReLU())
-        self.head = nn.Linear(width, out)
-
-    def forward(self, x):
-        return self.head(self.body(x))
-
-
-def teacher():
-    return Net(32)
-
-
-def student():
-    return Net(8)
-'''
+from tests.distill.tiny_project import write_tiny_project
 
 RECIPE = """
 name: cached
@@ -72,10 +49,7 @@ def first_run(tmp_path_factory) -> tuple[Path, Path]:
     from compressor.cli import main
 
     project = tmp_path_factory.mktemp("cached")
-    (project / "nets.py").write_text(MODELS)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(240, 6)).astype(np.float32)
-    np.savez(project / "data.npz", x=x, y=(x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5))
+    write_tiny_project(project)
     recipe = write_recipe(project, "base.yaml", f"{ORT_FP32}, {ORT_INT8}")
     run = project / "run"
     assert main(["run", str(recipe), "--out", str(run)]) in (0, None)

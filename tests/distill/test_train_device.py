@@ -26,6 +26,7 @@ from compressor.distill.train_runtime import (
 )
 from compressor.models import create_model
 from tests.distill.test_report import report  # noqa: F401  (the fixture: a report from fixed numbers)
+from tests.distill.tiny_project import write_tiny_project
 from tests.support import assert_one_line_error
 
 BF16_CPU = any(flag in cpu_flags() for flag in CPU_BF16_FLAGS)
@@ -45,30 +46,6 @@ def on_meta_default(fn, *args, **kwargs):
 
 
 # ------------------------------------------------------------------ a user's tiny project
-NETS = '''
-import torch
-from torch import nn
-
-
-class Net(nn.Module):
-    output_names = ["logits"]
-
-    def __init__(self, width=16):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(6, width), nn.ReLU())
-        self.head = nn.Linear(width, 3)
-
-    def forward(self, x):
-        return self.head(self.body(x))
-
-
-def teacher():
-    return Net(32)
-
-
-def student():
-    return Net(8)
-'''
 
 RECIPE = """
 name: tiny-bf16
@@ -90,10 +67,7 @@ deploy:
 @pytest.fixture
 def user_project(tmp_path):
     """A user's tiny classification project: two MLPs, 200 labelled rows, a quick recipe."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(200, 6)).astype(np.float32)
-    np.savez(tmp_path / "data.npz", x=x, y=(x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5))
-    (tmp_path / "nets.py").write_text(NETS)
+    write_tiny_project(tmp_path, rows=200)
     (tmp_path / "recipe.yaml").write_text(textwrap.dedent(RECIPE))
     return tmp_path
 

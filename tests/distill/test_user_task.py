@@ -15,46 +15,13 @@ from compressor.distill.recipe import load_recipe
 from compressor.distill.tasks import TASKS
 from compressor.distill.tasks.base import RunContext
 from compressor.targets.torch_runner import TorchRunner
-
-MODELS = '''
-import torch
-from torch import nn
-
-
-class Net(nn.Module):
-    output_names = ["logits"]
-
-    def __init__(self, width=16, out=3):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(6, width), nn.ReLU())
-        self.head = nn.Linear(width, out)
-
-    def forward(self, x):
-        return self.head(self.body(x))
-
-
-def teacher(width=32, out=3):
-    return Net(int(width), int(out))
-
-
-def student(width=8, out=3):
-    return Net(int(width), int(out))
-
-
-def accuracy_plus(runner, data):
-    logits = runner.infer({"input": data.inputs})["logits"]
-    return {"custom": float((logits.argmax(1) == data.labels).mean()) + 1.0}
-'''
+from tests.distill.tiny_project import write_tiny_project
 
 
 @pytest.fixture
 def project(tmp_path):
-    (tmp_path / "nets.py").write_text(MODELS)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(240, 6)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
-    np.savez(tmp_path / "data.npz", x=x, y=y)
-    np.savez(tmp_path / "free.npz", x=x)
+    write_tiny_project(tmp_path)
+    np.savez(tmp_path / "free.npz", x=np.load(tmp_path / "data.npz")["x"])
     return tmp_path
 
 
