@@ -83,6 +83,9 @@ def run(ctx, recipe, out_dir, quick, seed, data, teacher_weights, student_weight
         raise ConfigError(f"data not found: {data}")
     if resume and fresh:
         raise ConfigError("--resume and --fresh contradict each other: --resume continues, --fresh starts over")
+    if nproc > 1 and device.strip().lower().startswith("cuda:"):
+        raise ConfigError(f"--device {device} names one GPU for all {nproc} processes: use --device cuda (each "
+                          f"process takes its own GPU)")
     from compressor.distill.train_runtime import resolve_device, resolve_precision
 
     resolve_precision(train_precision, resolve_device(device))  # a device or precision this machine lacks: now

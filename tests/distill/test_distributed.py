@@ -141,6 +141,13 @@ def test_nproc_inside_torchrun_is_one_line(cli, monkeypatch, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_nproc_with_one_named_gpu_is_one_line(cli, tmp_path):
+    user = _user_project(tmp_path)
+    result = cli("run", str(user), "--nproc", "2", "--device", "cuda:1", "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "--device cuda:1 names one GPU for all 2 processes: use --device cuda")
+    assert not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------ map_sharded
 def test_map_sharded_in_one_process_maps_everything_in_order():
     assert map_sharded(lambda x: x * x, range(5), SINGLE) == [0, 1, 4, 9, 16]
