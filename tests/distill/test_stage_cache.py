@@ -122,6 +122,8 @@ def test_changing_only_a_deploy_setting_trains_nothing_and_reuses_unchanged_buil
     assert built["student_onnxruntime_fp32.onnx"]["parity"]["passed"] is True
     markdown = (run / "report.md").read_text()
     assert "**Reused**" in markdown and "- engine student onnxruntime fp32 (built by the run of" in markdown
+    page = (run / "report.html").read_text()
+    assert 'id="reused"' in page and "engine student onnxruntime fp32 (built by the run of" in page
     # the cache keeps what this run used: the dropped INT8 build is gone, the new OpenVINO engine is kept
     assert entries(run, "int8") == []
     assert sorted(e["artifacts"]["main"]["primary"] for e in entries(run, "engine")) == sorted(
@@ -143,6 +145,7 @@ def test_fresh_reuses_nothing_and_trains_every_role_again(first_run, run, cli):
     assert "reused_exports" not in report(run)
     assert not any(e.get("reused") for e in engines(run).values())
     assert "**Reused**" not in (run / "report.md").read_text()
+    assert 'id="reused"' not in (run / "report.html").read_text()
 
 
 def test_changing_the_students_training_retrains_the_student_and_baseline_and_reuses_the_teacher(

@@ -172,6 +172,12 @@ def selection_section(report: RunReport) -> Section | None:
     return markdown_section("Selected engine", render_selection(report.selection), "selection")
 
 
+def reused_section(report: RunReport) -> Section | None:
+    """What this run took from earlier runs into its folder (the stage cache), as report.md lists it."""
+    lines = render.reused_lines(report)
+    return markdown_section("Reused", lines, "reused") if lines else None
+
+
 def layers_section(report: RunReport) -> Section | None:
     """Per-layer time by PyTorch module and the precision audit (its Markdown)."""
     if not report.layers_markdown:
@@ -230,7 +236,7 @@ SectionRenderer = Callable[[RunReport], "Section | None"]
 
 SECTIONS: tuple[SectionRenderer, ...] = (warnings_section, latency_section, pareto_section, training_section,
                                          engines_section, precision_section, selection_section, layers_section,
-                                         models_section, devices_section, task_section)
+                                         models_section, reused_section, devices_section, task_section)
 CLOSING_SECTIONS: tuple[SectionRenderer, ...] = (protocol_section,)
 
 
