@@ -159,7 +159,7 @@ def test_map_sharded_over_two_processes_splits_the_work_and_every_rank_gets_all_
     _torchrun(2, "map", tmp_path, "7")
     expected = [torch.full((i + 1,), float(i)) ** 2 for i in range(7)]
     for rank in (0, 1):
-        saved = torch.load(tmp_path / f"map{rank}.pt")
+        saved = torch.load(tmp_path / f"map{rank}.pt", weights_only=True)
         assert saved["computed"] == list(range(rank, 7, 2))  # each rank did its own share only
         assert len(saved["out"]) == 7 and all(torch.equal(a, b) for a, b in zip(saved["out"], expected))
 
@@ -235,8 +235,8 @@ def _train_both_ways(recipe: Path, tmp_path: Path) -> tuple[dict, list[dict]]:
     double.mkdir()
     _one_process("train", recipe, tmp_path / "run-one", single)
     _torchrun(2, "train", recipe, tmp_path / "run-two", double)
-    one = torch.load(single / "rank0.pt")
-    ranks = [torch.load(double / f"rank{r}.pt") for r in (0, 1)]
+    one = torch.load(single / "rank0.pt", weights_only=True)
+    ranks = [torch.load(double / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     return one, ranks
 
 

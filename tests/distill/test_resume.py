@@ -393,7 +393,8 @@ def test_two_processes_killed_and_resumed_end_like_two_processes_straight(tmp_pa
     done = _torchrun(tmp_path / "resumed", results, "resume")
     assert done.returncode == 0, done.stderr[-3000:]
     for rank in (0, 1):
-        straight, resumed = (torch.load(results / f"{mode}{rank}.pt") for mode in ("straight", "resume"))
+        straight, resumed = (torch.load(results / f"{mode}{rank}.pt", weights_only=True)
+                             for mode in ("straight", "resume"))
         assert resumed["resumed_at"] == 8 and straight["resumed_at"] is None
         assert assert_identical(straight["weights"], resumed["weights"]) == 9
         assert straight["losses"] == resumed["losses"]
