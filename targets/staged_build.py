@@ -4,6 +4,7 @@ folder at once never mix (the sidecar always describes the files beside it), and
 SIGTERM) leaves neither a half-built engine nor a temporary folder anywhere."""
 from __future__ import annotations
 
+import dataclasses
 import glob
 import shutil
 from pathlib import Path
@@ -29,7 +30,8 @@ def build_staged(target: Target, onnx_path: str | Path, *, precision: str, out_d
                  calibration: Sequence[Feed] | None = None, int8: Any = None) -> Artifact:
     """``target.build`` of ``onnx_path`` into ``out_dir``, staged: built in a private folder (temporary files of
     quantizers and calibrators included), then published with the sidecar last. Returns the published
-    artifact, loaded from its sidecar in ``out_dir``."""
+    artifact: read from its sidecar while still staged (another build of the same name may replace the
+    published files at any moment after), pointing into ``out_dir``."""
     out_dir = Path(out_dir)
     stem = name or default_name(Path(onnx_path), precision)
     with terminate_as_interrupt(), staging_dir(out_dir, prefix=f".{stem}.build-") as staging, \
@@ -40,8 +42,9 @@ def build_staged(target: Target, onnx_path: str | Path, *, precision: str, out_d
                                  calibration=calibration, int8=int8)
         caches = sorted(p.name for p in _caches(staging, stem))
         files = list(dict.fromkeys([*built.files, *caches]))
+        staged = Artifact.load(staging / built.sidecar.name)
         publish_entries(staging, out_dir, files, last=[built.sidecar.name])
-    return Artifact.load(out_dir / built.sidecar.name)
+    return dataclasses.replace(staged, path=out_dir / staged.path.name)
 
 
 def _caches(folder: Path, stem: str) -> list[Path]:
