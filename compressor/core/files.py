@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -184,22 +185,41 @@ def folder_lock(folder: str | os.PathLike, *, blocking: bool = True) -> Iterator
 @contextlib.contextmanager
 def staging_dir(parent: str | os.PathLike, prefix: str) -> Iterator[Path]:
     """A fresh folder ``parent/<prefix>XXXX.tmp``, locked while in use and removed afterwards whatever happens.
-    Folders of the same prefix that no live process holds (left by a killed run) are removed first."""
+    Folders of the same prefix that no live process holds (left by a killed run) are removed first.
+
+    The folder is made under another name (``.new``) and locked before it is renamed to ``.tmp``, so a ``.tmp``
+    folder is locked for as long as its process lives: another process sweeping at that moment never takes a
+    folder just made. A ``.new`` folder is swept only when unlocked and over an hour old (a process killed
+    between the two steps)."""
     parent = Path(parent)
-    for stale in parent.glob(f"{prefix}*.tmp"):
-        if stale.is_dir() and not stale.is_symlink():
-            with contextlib.suppress(OSError), folder_lock(stale, blocking=False) as free:
+    _sweep(parent, f"{prefix}*{STAGING_SUFFIX}", min_age_s=0.0)
+    _sweep(parent, f"{prefix}*{NEW_SUFFIX}", min_age_s=3600.0)
+    with contextlib.ExitStack() as held:
+        try:
+            new = make_temp_dir(parent, prefix=prefix, suffix=NEW_SUFFIX)
+            held.enter_context(folder_lock(new))  # the lock is on the folder itself, so it survives the rename
+            folder = new.with_name(new.name[: -len(NEW_SUFFIX)] + STAGING_SUFFIX)
+            os.rename(new, folder)
+        except OSError as exc:
+            raise OutputWriteError(f"cannot write in {parent}: {exc.strerror or exc}") from None
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+STAGING_SUFFIX, NEW_SUFFIX = ".tmp", ".new"
+
+
+def _sweep(parent: Path, pattern: str, min_age_s: float) -> None:
+    """Remove the folders matching ``pattern`` in ``parent`` that no process holds (and older than ``min_age_s``)."""
+    for stale in parent.glob(pattern):
+        with contextlib.suppress(OSError):
+            if not stale.is_dir() or stale.is_symlink() or time.time() - stale.stat().st_mtime < min_age_s:
+                continue
+            with folder_lock(stale, blocking=False) as free:
                 if free:
                     shutil.rmtree(stale, ignore_errors=True)
-    try:
-        folder = make_temp_dir(parent, prefix=prefix)
-    except OSError as exc:
-        raise OutputWriteError(f"cannot write in {parent}: {exc.strerror or exc}") from None
-    try:
-        with folder_lock(folder):
-            yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def publish_entries(staging: str | os.PathLike, dest: str | os.PathLike, names: Iterable[str], *,

@@ -184,6 +184,24 @@ def test_a_staging_folder_goes_whatever_happens_and_stale_ones_only_when_no_one_
         holder.wait()
 
 
+def test_a_staging_folder_is_locked_before_it_carries_the_swept_name(tmp_path):
+    # the race it closes: a sweep in another process took a folder made but not yet locked
+    import os
+    import time
+
+    from compressor.core.files import folder_lock
+
+    fresh, old = tmp_path / ".run-fresh.new", tmp_path / ".run-old.new"  # left between mkdir and rename
+    fresh.mkdir()
+    old.mkdir()
+    hours_ago = time.time() - 7200
+    os.utime(old, (hours_ago, hours_ago))
+    with staging_dir(tmp_path, ".run-") as staging:
+        assert staging.name.endswith(".tmp") and fresh.exists() and not old.exists()
+        with folder_lock(staging, blocking=False) as free:  # held by its maker from the moment it has the name
+            assert free is False
+
+
 def test_folder_lock_is_exclusive_between_processes(tmp_path):
     probe = ("import sys\nfrom compressor.core.files import folder_lock\n"
              f"with folder_lock({str(tmp_path)!r}, blocking=False) as held:\n    print(held)\n")
