@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
-from torch import Tensor
 
 from compressor.distill.config import ConfigError
+from compressor.distill.tensor_tree import map_tensors, tensors_in
 
 BACKENDS = {"cpu": "gloo", "cuda": "nccl"}
 
@@ -93,7 +93,7 @@ def process_group(context: DistContext, timeout_s: float = 1800.0) -> Iterator[D
 
 def batch_size(batch: Any) -> int:
     """The number of samples in a batch (a tensor, or a tuple/list/dict of tensors sharing their first axis)."""
-    tensors = list(_tensors(batch))
+    tensors = list(tensors_in(batch))
     if not tensors:
         raise ConfigError("a training batch holds no tensors to split across processes")
     sizes = {int(t.shape[0]) if t.dim() else -1 for t in tensors}
@@ -113,28 +113,7 @@ def shard(batch: Any, rank: int, world: int) -> tuple[Any, float]:
         raise ConfigError(f"a training batch of {size} samples cannot be split across {world} processes: "
                           f"raise the batch size to at least {world}")
     start, stop = rank * size // world, (rank + 1) * size // world
-    return _slice(batch, start, stop), world * (stop - start) / size
-
-
-def _tensors(batch: Any) -> Iterator[Tensor]:
-    if isinstance(batch, Tensor):
-        yield batch
-    elif isinstance(batch, dict):
-        for value in batch.values():
-            yield from _tensors(value)
-    elif isinstance(batch, (tuple, list)):
-        for value in batch:
-            yield from _tensors(value)
-
-
-def _slice(batch: Any, start: int, stop: int) -> Any:
-    if isinstance(batch, Tensor):
-        return batch[start:stop]
-    if isinstance(batch, dict):
-        return {k: _slice(v, start, stop) for k, v in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_slice(v, start, stop) for v in batch)
-    return batch
+    return map_tensors(lambda t: t[start:stop], batch), world * (stop - start) / size
 
 
 def broadcast_object(value: Any, context: DistContext) -> Any:

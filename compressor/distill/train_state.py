@@ -18,7 +18,7 @@ import io
 import json
 import random
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from torch import nn
 
 from compressor.core.errors import CompressError
 from compressor.core.files import atomic_path
+from compressor.distill.tensor_tree import tensors_in
 
 FORMAT = 2  # 2: the setup (processes, precision, device) is recorded, no longer part of the key
 REQUIRED = ("desc", "key", "complete", "step", "drawn", "data_rng", "batch_digest", "setup", "modules", "params",
@@ -123,20 +124,9 @@ def state_digest(params: Sequence[torch.Tensor], modules: Sequence[nn.Module]) -
 def batch_digest(batch: Any) -> str:
     """SHA-256 of a batch's tensors (a tensor, or tuples/lists/dicts of them): tells two data orders apart."""
     digest = hashlib.sha256()
-    for index, tensor in enumerate(_batch_tensors(batch)):
+    for index, tensor in enumerate(tensors_in(batch)):
         _hash_tensor(digest, str(index), tensor)
     return digest.hexdigest()
-
-
-def _batch_tensors(batch: Any) -> Iterator[torch.Tensor]:
-    if isinstance(batch, torch.Tensor):
-        yield batch
-    elif isinstance(batch, dict):
-        for key in batch:
-            yield from _batch_tensors(batch[key])
-    elif isinstance(batch, (tuple, list)):
-        for value in batch:
-            yield from _batch_tensors(value)
 
 
 def _hash_tensor(digest, name: str, tensor: torch.Tensor) -> None:

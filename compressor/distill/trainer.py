@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from compressor.core.errors import CompressError
 from compressor.distill import distributed, train_state
+from compressor.distill.tensor_tree import map_tensors
 from compressor.distill.train_runtime import TrainingRuntime, current_runtime
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,8 @@ class _Training:
     def _step(self, model: Callable) -> None:
         batch = self._draw()
         local, weight = distributed.shard(batch, self.dist.rank, self.dist.world_size)
-        local = _to(local, self.runtime.device)
+        if self.runtime.device.type != "cpu":
+            local = map_tensors(lambda t: t.to(self.runtime.device, non_blocking=True), local)
         dtype = self.runtime.autocast_dtype
         with torch.autocast(self.runtime.device.type, dtype=dtype, enabled=dtype is not None):
             loss, parts = model(local)
@@ -335,7 +337,7 @@ class _Training:
                    "batch_digest": train_state.batch_digest(self.last_batch), "setup": self._setup(),
                    "modules": train_state.module_states(self.modules),
                    "params": [p.detach().cpu().clone() for p in self.loose],
-                   "optimizer": _cpu(self.optimizer.state_dict()), "scheduler": self.scheduler.state_dict(),
+                   "optimizer": map_tensors(lambda t: t.detach().cpu().clone(), self.optimizer.state_dict()), "scheduler": self.scheduler.state_dict(),
                    "scaler": self.scaler.state_dict(), "rng": rng,
                    "on_step": self.on_step.state_dict() if hasattr(self.on_step, "state_dict") else None,
                    "result": {"losses": self.result.losses, "parts": self.result.parts, "window": self.window,
@@ -421,27 +423,3 @@ def _describe(setup: dict[str, Any]) -> str:
     """``2 processes (fp32 on cpu)``."""
     count = int(setup.get("processes", 1))
     return f"{count} process{'es' if count != 1 else ''} ({setup.get('precision')} on {setup.get('device')})"
-
-
-def _to(batch: Any, device: torch.device) -> Any:
-    if device.type == "cpu":
-        return batch
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: _to(v, device) for k, v in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_to(v, device) for v in batch)
-    return batch
-
-
-def _cpu(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return value.detach().cpu().clone()
-    if isinstance(value, dict):
-        return {k: _cpu(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_cpu(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_cpu(v) for v in value)
-    return value
